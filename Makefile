@@ -1,0 +1,61 @@
+# infra-oca-france: `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+# uv from the PATH, or a private copy in .tools/ installed on first use.
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+PYINFRA := $(UV) run --locked pyinfra
+DEPLOY := inventory.py deploy.py
+SANDBOX := bash tests/sandbox/sandbox.sh
+SANDBOX_ENV := /var/lib/oca-france-sandbox/env
+
+.PHONY: help setup apply-recette apply-prod diff-recette diff-prod lint test sandbox \
+	sandbox-down bench
+
+help: ## Show the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+setup: $(UV) ## Install uv (if missing) and the locked Python dependencies
+	$(UV) sync --locked
+
+apply-recette: setup ## Apply the configuration to recette
+	$(PYINFRA) -y $(DEPLOY) --limit recette
+
+apply-prod: setup ## Apply the configuration to prod (asks first; YES=1 skips the question)
+	@if [[ "$${YES:-}" != 1 ]]; then \
+		read -r -p "Apply to PRODUCTION (oca-france-prod)? Type 'yes': " answer; \
+		[[ "$$answer" == yes ]] || { echo "Aborted."; exit 1; }; \
+	fi
+	$(PYINFRA) -y $(DEPLOY) --limit prod
+
+diff-recette: setup ## Dry run on recette: show what would change (changes nothing)
+	$(PYINFRA) --dry --diff $(DEPLOY) --limit recette
+
+diff-prod: setup ## Dry run on prod: show what would change (changes nothing)
+	$(PYINFRA) --dry --diff $(DEPLOY) --limit prod
+
+lint: setup ## ruff, shellcheck and bash -n on the scripts
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+	$(UV) run --locked pytest -q tests/test_static.py -k "shellcheck or bash_syntax"
+
+test: setup ## All tests: static checks, then the end-to-end suite on the sandbox (root)
+	$(UV) run --locked pytest -v tests
+
+sandbox: setup ## Boot the local sandbox containers (root) and apply deploy.py to both
+	$(SANDBOX) up
+	set -a && source $(SANDBOX_ENV) && set +a && $(PYINFRA) -y $(DEPLOY)
+	$(SANDBOX) info
+
+sandbox-down: ## Tear the sandbox down (containers, network namespaces, nftables table)
+	$(SANDBOX) down
+
+bench: setup ## Print timings: rootfs build, first apply, no-op re-apply, whole suite
+	$(UV) run --locked python tests/benchmark.py

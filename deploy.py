@@ -1,0 +1,16 @@
+"""Configure an OCA France host: chains the task modules, by the host's group data.
+
+    pyinfra inventory.py deploy.py --limit recette   # or: make apply-recette
+"""
+
+from pyinfra import host, local
+
+local.include("tasks/common.py")
+local.include("tasks/odoo_base.py")
+local.include("tasks/oca_france.py")
+
+if host.data.recette_automation:
+    local.include("tasks/recette_automation.py")
+
+if host.data.fail2ban_enabled:
+    local.include("tasks/fail2ban.py")

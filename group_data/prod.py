@@ -1,0 +1,6 @@
+"""Production: deployed by hand, by tag (18.0-YYYYMMDD)."""
+
+odoo_db_name = "oca-france-production"
+odoo_running_env = "prod"
+odoo_server_env_parameters = {"ribbon.name": "False"}  # no ribbon in production
+deploy_ref_pattern = r"^18\.0-[0-9]{8}(\.[0-9]+)?$"  # release tags only: 18.0-YYYYMMDD[.N]

@@ -1,0 +1,7 @@
+"""Recette (staging): refreshed from production data and redeployed when 18.0 moves."""
+
+odoo_db_name = "oca-france-recette"
+odoo_running_env = "recette"
+odoo_server_env_parameters = {"ribbon.name": "RECETTE"}  # shows a RECETTE ribbon in the UI
+recette_automation = True
+deploy_restore_allowed = True  # recette runs on neutralized production data

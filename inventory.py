@@ -1,0 +1,83 @@
+"""The two OCA France hosts, by SSH alias (resolved through ~/.ssh/config, see README).
+
+Secrets are read here, from the environment or the git-ignored `.env`, and attached to the
+group that needs them. A run that targets one environment (`--limit recette`) needs only that
+environment's secrets; a missing one stops the run before any connection.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+PROJECT_DIR = Path(__file__).resolve().parent
+load_dotenv(PROJECT_DIR / ".env")
+
+# Secrets each environment needs: group data key -> environment variable.
+SECRETS = {
+    "recette": {"odoo_admin_password": "ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE"},
+    "prod": {"odoo_admin_password": "ODOO_OCA_FRANCE_ADMIN_PASSWORD_PROD"},
+}
+
+
+class MissingSecret(SystemExit):
+    """Stops pyinfra before it connects, with a message naming what to set."""
+
+
+class Secret:
+    """A value that never shows itself in logs, reprs or `debug-inventory` output."""
+
+    def __init__(self, name: str, value: str):
+        self.name = name
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"<secret {self.name}>"
+
+    __str__ = __repr__
+
+    def to_json(self) -> str:  # what pyinfra's debug-inventory prints
+        return repr(self)
+
+
+def targeted_groups(argv: list[str]) -> set[str]:
+    """Environments this pyinfra run targets: those named by --limit, else all of them."""
+    limits = []
+    for i, arg in enumerate(argv):
+        if arg == "--limit" and i + 1 < len(argv):
+            limits.append(argv[i + 1])
+        elif arg.startswith("--limit="):
+            limits.append(arg.split("=", 1)[1])
+    named = {name for limit in limits for name in limit.split(",")}
+    chosen = {group for group in SECRETS if group in named or HOSTS[group] in named}
+    return chosen if limits else set(SECRETS)
+
+
+def secrets_for(group: str, targeted: set[str]) -> dict:
+    """The group's secrets as `Secret`s; only required when the group is targeted."""
+    data = {}
+    for key, variable in SECRETS[group].items():
+        value = os.environ.get(variable, "")
+        if not value and group in targeted:
+            raise MissingSecret(
+                f"Missing secret {variable} (needed for {group}): set it in .env "
+                f"(see .env.template) or in the environment."
+            )
+        data[key] = Secret(variable, value)
+    return data
+
+
+# Host names are SSH aliases. OCA_SSH_CONFIG points pyinfra at another SSH config (the local
+# sandbox does so); real hosts use the user's ~/.ssh/config.
+HOSTS = {"recette": "oca-france-recette", "prod": "oca-france-prod"}
+_connection = {}
+if os.environ.get("OCA_SSH_CONFIG"):
+    _connection = {
+        "ssh_config_file": os.environ["OCA_SSH_CONFIG"],
+        "ssh_known_hosts_file": os.environ.get("OCA_SSH_KNOWN_HOSTS", "~/.ssh/known_hosts"),
+    }
+
+_targeted = targeted_groups(sys.argv)
+recette = ([(HOSTS["recette"], dict(_connection))], secrets_for("recette", _targeted))
+prod = ([(HOSTS["prod"], dict(_connection))], secrets_for("prod", _targeted))

@@ -1,0 +1,24 @@
+"""Base system: apt cache and upgrades, base packages, the fr_FR.UTF-8 locale."""
+
+from pyinfra import host
+from pyinfra.operations import apt, server
+
+apt_update = apt.update(
+    name="Refresh the apt cache (at most once a day)",
+    cache_time=host.data.apt_cache_valid_time,
+)
+
+apt.upgrade(
+    name="Upgrade packages (only after a cache refresh)",
+    _if=apt_update.did_change,
+)
+
+apt.packages(
+    name="Install base packages",
+    packages=host.data.base_packages,
+)
+
+server.locale(
+    name=f"Generate the {host.data.system_locale} locale",
+    locale=host.data.system_locale,
+)

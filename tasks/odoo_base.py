@@ -1,0 +1,122 @@
+"""What any Odoo host needs: PostgreSQL, the odoo account, polkit, uv, wkhtmltopdf, libraries."""
+
+from pyinfra import host
+from pyinfra.operations import apt, files, pip, postgres, server
+
+from tasks.util import psql_value, run_unless, template_path
+
+data = host.data
+
+# --- PostgreSQL
+apt.packages(
+    name="Install PostgreSQL",
+    packages=data.postgresql_packages,
+)
+
+
+def template1_is_utf8_in_locale() -> bool:
+    row = psql_value(
+        "SELECT pg_encoding_to_char(encoding) || ' ' || datcollate || ' ' || datctype"
+        " FROM pg_database WHERE datname = 'template1'"
+    )
+    return row == f"UTF8 {data.system_locale} {data.system_locale}"
+
+
+# A cluster created before the locale existed has an SQL_ASCII or C template1; every
+# database Odoo creates copies template1, so it must be UTF8 and sort the French way.
+run_unless(
+    name=f"Re-create template1 in UTF8 with the {data.system_locale} collation",
+    done=template1_is_utf8_in_locale,
+    command=(
+        "psql -X -v ON_ERROR_STOP=1 -d postgres"
+        " -c \"UPDATE pg_database SET datistemplate = false WHERE datname = 'template1'\""
+        " -c 'DROP DATABASE template1'"
+        " -c \"CREATE DATABASE template1 WITH TEMPLATE template0 ENCODING 'UTF8'"
+        f" LC_COLLATE '{data.system_locale}' LC_CTYPE '{data.system_locale}'\""
+        " -c \"UPDATE pg_database SET datistemplate = true WHERE datname = 'template1'\""
+    ),
+    _sudo=True,
+    _sudo_user="postgres",
+)
+
+# --- The odoo account
+server.user(
+    name=f"Create the {data.odoo_user} system user",
+    user=data.odoo_user,
+    home=data.odoo_home,
+    shell="/bin/bash",
+    system=True,
+    ensure_home=True,
+    create_home=True,
+)
+
+postgres.role(
+    name=f"Create the {data.odoo_user} PostgreSQL role (login, createdb, not superuser)",
+    role=data.odoo_user,
+    login=True,
+    createdb=True,
+    superuser=False,
+    _sudo=True,
+    _sudo_user="postgres",
+)
+
+# --- polkit: odoo manages its own units, nothing else
+apt.packages(
+    name="Install polkit",
+    packages=data.polkit_packages,
+)
+
+files.template(
+    name="Let odoo start, stop and restart its own units (polkit rule)",
+    src=template_path("polkit-odoo.rules.j2"),
+    dest="/etc/polkit-1/rules.d/60-odoo-units.rules",
+    user="root",
+    group="root",
+    mode="644",
+    odoo_user=data.odoo_user,
+)
+
+# --- uv, pinned, from PyPI
+pip.venv(
+    name=f"Create the venv that holds uv ({data.uv_install_dir})",
+    path=data.uv_install_dir,
+    python="python3",
+)
+
+pip.packages(
+    name=f"Install uv {data.uv_version}",
+    packages=[f"uv=={data.uv_version}"],
+    pip=f"{data.uv_install_dir}/bin/pip",
+)
+
+files.link(
+    name="Put uv on the PATH (/usr/local/bin/uv)",
+    path="/usr/local/bin/uv",
+    target=f"{data.uv_install_dir}/bin/uv",
+)
+
+# --- wkhtmltopdf (PDF reports) and the libraries Odoo's Python dependencies build against
+if data.wkhtmltopdf_deb_url:
+    if not data.wkhtmltopdf_deb_sha256:
+        raise ValueError("wkhtmltopdf_deb_url needs wkhtmltopdf_deb_sha256 in group data")
+    wkhtmltopdf_deb = "/var/cache/wkhtmltopdf.deb"
+    files.download(
+        name="Download the patched wkhtmltopdf build",
+        src=data.wkhtmltopdf_deb_url,
+        dest=wkhtmltopdf_deb,
+        sha256sum=data.wkhtmltopdf_deb_sha256,
+    )
+    apt.deb(
+        name="Install the patched wkhtmltopdf build",
+        src=wkhtmltopdf_deb,
+    )
+else:
+    apt.packages(
+        name="Install wkhtmltopdf (distro package)",
+        packages=[data.wkhtmltopdf_package],
+    )
+
+apt.packages(
+    name="Install the system libraries Odoo's Python dependencies need",
+    packages=data.odoo_system_packages,
+)

@@ -1,0 +1,114 @@
+"""What the task modules share: a psql fact, a guarded command and a secret-safe template.
+
+Facts here are read when an operation runs (pyinfra 3 re-evaluates operations at execution),
+so a check on something an earlier operation installs sees the real state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from collections.abc import Callable
+from io import StringIO
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
+from pyinfra.api.util import get_template
+from pyinfra.facts.files import File, Sha1File
+from pyinfra.operations.util import files as file_utils
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+def template_path(name: str) -> str:
+    return str(TEMPLATES_DIR / name)
+
+
+class PsqlValue(FactBase):
+    """First field of the first row a query returns ('' for no row), None without psql.
+
+    Run it as the postgres user: host.get_fact(PsqlValue, ..., _sudo=True, _sudo_user="postgres").
+    """
+
+    def requires_command(self, *args, **kwargs) -> str:
+        return "psql"
+
+    def command(self, query: str, database: str = "postgres") -> str:
+        # A missing database reads as no row, so "does it exist yet?" checks stay simple.
+        return f"psql -XAtq -d {shlex.quote(database)} -c {shlex.quote(query)} 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> str:
+        return output[0].strip() if output else ""
+
+
+class CommandSucceeds(FactBase):
+    """Whether a shell command exits 0 (its output is thrown away)."""
+
+    def command(self, command: str) -> str:
+        return f"({command}) >/dev/null 2>&1 && echo yes || echo no"
+
+    def process(self, output: list[str]) -> bool:
+        return bool(output) and output[-1].strip() == "yes"
+
+
+def command_succeeds(command: str, user: str) -> bool:
+    return host.get_fact(CommandSucceeds, command=command, _sudo=True, _sudo_user=user)
+
+
+def psql_value(query: str, database: str = "postgres") -> str | None:
+    return host.get_fact(PsqlValue, query=query, database=database, _sudo=True,
+                         _sudo_user="postgres")
+
+
+def database_exists(name: str) -> bool:
+    query = f"SELECT 1 FROM pg_database WHERE datname = '{name}'"
+    return psql_value(query) == "1"
+
+
+@operation()
+def run_unless(command: str, done: Callable[[], bool]):
+    """Run `command` unless `done()` says its effect is already there.
+
+    `done` is asked both when pyinfra plans (dry run) and when it executes, so a converged host
+    reports no change and a dry run reports only what would really run.
+    """
+    if done():
+        host.noop("already done")
+        return
+    yield StringCommand(command)
+
+
+def odoo_command(template: str) -> str:
+    """One of the data's Odoo commands (odoo_*_command) with this host's paths filled in."""
+    data = host.data
+    return template.format(
+        venv=f"{data.oca_france_dir}/.venv",
+        config=shlex.quote(data.odoo_config_path),
+        db=shlex.quote(data.odoo_db_name),
+        modules=shlex.quote(",".join(data.odoo_init_modules)),
+        python=shlex.quote(data.oca_france_python),
+    )
+
+
+@operation()
+def secret_template(src: str, dest: str, user: str, group: str, mode: str, **data):
+    """files.template for files that hold secrets: it converges the same way, but neither
+    --diff nor any log shows the content (only that the file would change)."""
+    content = get_template(src).render(host=host, **data)
+    wanted_sha1 = hashlib.sha1(content.encode()).hexdigest()
+    remote = host.get_fact(File, path=dest)
+
+    if not remote or host.get_fact(Sha1File, path=dest) != wanted_sha1:
+        host.log(f"Will write {dest} (content not shown: it holds secrets)")
+        yield FileUploadCommand(
+            StringIO(content), dest, remote_temp_filename=host.get_temp_filename(dest)
+        )
+        yield file_utils.chown(dest, user, group)
+        yield file_utils.chmod(dest, mode)
+        return
+
+    if (remote["user"], remote["group"]) != (user, group):
+        yield file_utils.chown(dest, user, group)
+    if str(remote["mode"]) != str(mode).lstrip("0"):
+        yield file_utils.chmod(dest, mode)
