@@ -1,0 +1,330 @@
+#!/usr/bin/env bash
+# Local stand-ins for the two LXD containers: Debian 12 booted by systemd-nspawn (systemd as
+# PID 1), each in its own network namespace, reachable over SSH with a throwaway key.
+#
+#   sandbox.sh up     build (cached) and boot both containers; idempotent
+#   sandbox.sh info   how to reach each Odoo and each container
+#   sandbox.sh down   stop the containers, remove namespaces, veths and the nftables table
+#
+# Containers reach only the package registries (apt, PyPI), through an nftables masquerade
+# restricted to those addresses on ports 80/443. Needs root.
+set -euo pipefail
+
+readonly PROJECT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+readonly STATE_DIR="${SANDBOX_STATE_DIR:-/var/lib/oca-france-sandbox}"
+readonly CACHE_DIR="${SANDBOX_CACHE_DIR:-/var/cache/oca-france-sandbox}"
+readonly ROOTFS_TARBALL="$CACHE_DIR/debian-bookworm-rootfs.tar.gz"
+readonly DEBIAN_MIRROR="http://deb.debian.org/debian"
+readonly NFT_TABLE="oca_france_sandbox"
+readonly SUBNET="10.231.0.0/16"
+readonly APP_SOURCE="$PROJECT_DIR/tests/standin_app"
+readonly APP_ORIGIN="$STATE_DIR/app-origin.git"
+readonly APP_ORIGIN_IN_CONTAINER="/srv/app-origin.git"
+readonly REGISTRY_HOSTS="deb.debian.org pypi.org files.pythonhosted.org"
+readonly ODOO_PORT=8069
+
+# name  index (10.231.<index>.0/30: .1 host side, .2 container)
+readonly CONTAINERS=("oca-france-recette 1" "oca-france-prod 2")
+
+log() {
+    printf '%s sandbox: %s\n' "$(date '+%H:%M:%S')" "$*" >&2
+}
+
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+usage() {
+    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+container_ip() { echo "10.231.$1.2"; }
+host_ip() { echo "10.231.$1.1"; }
+netns_of() { echo "ocasb-$1"; }
+# veth names are limited to 15 characters
+veth_of() { echo "vocasb$1"; }
+rootfs_of() { echo "$STATE_DIR/rootfs/$1"; }
+pidfile_of() { echo "$STATE_DIR/$1.pid"; }
+
+is_running() {
+    local pid
+    pid=$(cat "$(pidfile_of "$1")" 2>/dev/null) || return 1
+    kill -0 "$pid" 2>/dev/null && grep -q systemd-nspawn "/proc/$pid/cmdline" 2>/dev/null
+}
+
+install_host_packages() {
+    local missing=()
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+    command -v nft >/dev/null || missing+=(nftables)
+    command -v ssh >/dev/null || missing+=(openssh-client)
+    command -v git >/dev/null || missing+=(git)
+    command -v ip >/dev/null || missing+=(iproute2)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+# Debian 12 minbase plus what a fresh LXD image has: systemd, dbus, sshd, sudo.
+# polkitd is left out (debootstrap cannot resolve its logind dependency): the deploy installs it.
+build_rootfs_tarball() {
+    [[ -s "$ROOTFS_TARBALL" ]] && return 0
+    log "building the Debian 12 rootfs (debootstrap, cached in $ROOTFS_TARBALL)"
+    local tmp
+    tmp=$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")
+    debootstrap --variant=minbase \
+        --include=systemd-sysv,dbus,openssh-server,ca-certificates,iproute2,sudo \
+        bookworm "$tmp" "$DEBIAN_MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 \
+        || { rm -rf "$tmp"; die "debootstrap failed, see $CACHE_DIR/debootstrap.log"; }
+    rm -f "$tmp"/etc/ssh/ssh_host_*
+    tar -C "$tmp" -czf "$ROOTFS_TARBALL.partial" .
+    mv "$ROOTFS_TARBALL.partial" "$ROOTFS_TARBALL"
+    rm -rf "$tmp"
+}
+
+# The test application, as a git repository with branch 18.0 (tests push more commits to it).
+build_app_origin() {
+    [[ -d "$APP_ORIGIN" ]] && return 0
+    log "creating the app origin repository from tests/standin_app"
+    local work
+    work=$(mktemp -d)
+    tar -C "$APP_SOURCE" --exclude=.venv --exclude=__pycache__ -cf - . | tar -C "$work" -xf -
+    git -C "$work" init -q -b 18.0
+    git -C "$work" add -A
+    git -C "$work" -c user.name=sandbox -c user.email=sandbox@localhost \
+        commit -q -m "Stand-in application, initial release"
+    git init -q --bare -b 18.0 "$APP_ORIGIN"
+    git -C "$work" push -q "$APP_ORIGIN" 18.0
+    rm -rf "$work"
+}
+
+registry_addresses() {
+    local hosts="$REGISTRY_HOSTS" host
+    if [[ -n "${APP_REPO:-}" && "$APP_REPO" =~ ^[a-z+]+://([^/:@]+@)?([^/:]+) ]]; then
+        hosts+=" ${BASH_REMATCH[2]}"
+    fi
+    for host in $hosts; do
+        getent ahostsv4 "$host" | awk -v h="$host" '{print $1, h}' | sort -u
+    done
+}
+
+setup_nftables() {
+    local elements
+    elements=$(registry_addresses | awk '{print $1}' | sort -u | paste -sd, -)
+    [[ -n "$elements" ]] || die "could not resolve the package registries ($REGISTRY_HOSTS)"
+    sysctl -qw net.ipv4.ip_forward=1
+    nft delete table inet "$NFT_TABLE" 2>/dev/null || true
+    nft -f - <<EOF
+table inet $NFT_TABLE {
+    set registries {
+        type ipv4_addr
+        elements = { $elements }
+    }
+    chain forward {
+        type filter hook forward priority 0; policy accept;
+        iifname "vocasb*" ip daddr @registries tcp dport { 80, 443 } accept
+        iifname "vocasb*" drop
+        oifname "vocasb*" ct state established,related accept
+        oifname "vocasb*" drop
+    }
+    chain postrouting {
+        type nat hook postrouting priority 100; policy accept;
+        ip saddr $SUBNET oifname != "vocasb*" masquerade
+    }
+}
+EOF
+}
+
+setup_network() {
+    local name=$1 index=$2 ns veth
+    ns=$(netns_of "$name")
+    veth=$(veth_of "$index")
+    ip netns list | grep -qw "$ns" || ip netns add "$ns"
+    if ! ip link show "$veth" >/dev/null 2>&1; then
+        ip link add "$veth" type veth peer name eth0 netns "$ns"
+    fi
+    ip addr replace "$(host_ip "$index")/30" dev "$veth"
+    ip link set "$veth" up
+    ip -n "$ns" addr replace "$(container_ip "$index")/30" dev eth0
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" route replace default via "$(host_ip "$index")"
+}
+
+# What a real host has and a rootfs lacks: its own host keys, our key, apt sources. Plus
+# what only this sandbox needs: registry addresses (no DNS), the proxy's CA for pip and uv.
+prepare_rootfs() {
+    local name=$1 index=$2 rootfs
+    rootfs=$(rootfs_of "$name")
+    [[ -d "$rootfs" ]] && return 0
+    log "$name: unpacking the rootfs"
+    mkdir -p "$rootfs"
+    tar -C "$rootfs" -xzf "$ROOTFS_TARBALL"
+
+    echo "$name" >"$rootfs/etc/hostname"
+    {
+        echo "127.0.0.1 localhost"
+        echo "127.0.1.1 $name"
+        registry_addresses
+    } >"$rootfs/etc/hosts"
+    : >"$rootfs/etc/resolv.conf"
+    cat >"$rootfs/etc/apt/sources.list" <<EOF
+deb $DEBIAN_MIRROR bookworm main
+deb $DEBIAN_MIRROR bookworm-updates main
+deb http://deb.debian.org/debian-security bookworm-security main
+EOF
+
+    ssh-keygen -q -t ed25519 -N "" -C "root@$name" -f "$rootfs/etc/ssh/ssh_host_ed25519_key"
+    install -d -m 700 "$rootfs/root/.ssh"
+    install -m 600 "$STATE_DIR/id_ed25519.pub" "$rootfs/root/.ssh/authorized_keys"
+
+    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+        cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
+        chroot "$rootfs" update-ca-certificates >/dev/null 2>&1
+    fi
+    printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$rootfs/etc/pip.conf"
+    install -d "$rootfs/etc/uv"
+    printf 'native-tls = true\n' >"$rootfs/etc/uv/uv.toml"
+    # The origin is bind-mounted from the host and owned by root there.
+    printf '[safe]\n\tdirectory = %s\n' "$APP_ORIGIN_IN_CONTAINER" >"$rootfs/etc/gitconfig"
+    mkdir -p "$rootfs$APP_ORIGIN_IN_CONTAINER" "$CACHE_DIR/apt/$name/partial"
+}
+
+boot() {
+    local name=$1 index=$2 rootfs
+    rootfs=$(rootfs_of "$name")
+    is_running "$name" && return 0
+    log "$name: booting"
+    setsid systemd-nspawn --boot --directory="$rootfs" --machine="$name" \
+        --register=no --keep-unit --console=passive \
+        --network-namespace-path="/run/netns/$(netns_of "$name")" \
+        --bind-ro="$APP_ORIGIN:$APP_ORIGIN_IN_CONTAINER" \
+        --bind="$CACHE_DIR/apt/$name:/var/cache/apt/archives" \
+        </dev/null >"$STATE_DIR/$name.console.log" 2>&1 &
+    echo $! >"$(pidfile_of "$name")"
+}
+
+wait_for_ssh() {
+    local name=$1 deadline=$((SECONDS + 90))
+    until ssh -F "$STATE_DIR/ssh_config" -o ConnectTimeout=2 -o BatchMode=yes "$name" true \
+        2>/dev/null; do
+        ((SECONDS < deadline)) || die "$name: no SSH after 90s, see $STATE_DIR/$name.console.log"
+        is_running "$name" || die "$name: container exited, see $STATE_DIR/$name.console.log"
+        sleep 1
+    done
+    log "$name: up ($(container_ip "$2"))"
+}
+
+write_client_config() {
+    local entry name index key
+    : >"$STATE_DIR/ssh_config"
+    : >"$STATE_DIR/known_hosts"
+    for entry in "${CONTAINERS[@]}"; do
+        read -r name index <<<"$entry"
+        cat >>"$STATE_DIR/ssh_config" <<EOF
+Host $name
+    HostName $(container_ip "$index")
+    User root
+    IdentityFile $STATE_DIR/id_ed25519
+    IdentitiesOnly yes
+    UserKnownHostsFile $STATE_DIR/known_hosts
+    StrictHostKeyChecking yes
+    LogLevel ERROR
+
+EOF
+        key=$(cut -d' ' -f1,2 "$(rootfs_of "$name")/etc/ssh/ssh_host_ed25519_key.pub")
+        echo "$(container_ip "$index") $key" >>"$STATE_DIR/known_hosts"
+    done
+    # What `make sandbox` and the tests export before running pyinfra: same inventory and
+    # group data as the real hosts, other SSH config, the local app repo, throwaway secrets.
+    if [[ ! -f "$STATE_DIR/env" ]]; then
+        umask 077
+        cat >"$STATE_DIR/env" <<EOF
+OCA_SSH_CONFIG=$STATE_DIR/ssh_config
+OCA_SSH_KNOWN_HOSTS=$STATE_DIR/known_hosts
+OCA_FRANCE_APP_REPO=${APP_REPO:-file://$APP_ORIGIN_IN_CONTAINER}
+ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE=sandbox-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+ODOO_OCA_FRANCE_ADMIN_PASSWORD_PROD=sandbox-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+EOF
+    fi
+}
+
+cmd_up() {
+    [[ $EUID -eq 0 ]] || die "run me as root (containers, namespaces, nftables)"
+    install_host_packages
+    mkdir -p "$STATE_DIR" "$CACHE_DIR"
+    chmod 700 "$STATE_DIR"
+    [[ -f "$STATE_DIR/ip_forward.before" ]] || cat /proc/sys/net/ipv4/ip_forward >"$STATE_DIR/ip_forward.before"
+    [[ -f "$STATE_DIR/id_ed25519" ]] || ssh-keygen -q -t ed25519 -N "" -C sandbox -f "$STATE_DIR/id_ed25519"
+    build_rootfs_tarball
+    build_app_origin
+    setup_nftables
+    local entry name index
+    for entry in "${CONTAINERS[@]}"; do
+        read -r name index <<<"$entry"
+        setup_network "$name" "$index"
+        prepare_rootfs "$name" "$index"
+        boot "$name" "$index"
+    done
+    write_client_config
+    for entry in "${CONTAINERS[@]}"; do
+        read -r name index <<<"$entry"
+        wait_for_ssh "$name" "$index"
+    done
+}
+
+stop_container() {
+    local name=$1 pid
+    pid=$(cat "$(pidfile_of "$name")" 2>/dev/null) || return 0
+    if is_running "$name"; then
+        log "$name: powering off"
+        kill -TERM "$pid" # nspawn asks the container's systemd to power off
+        for _ in $(seq 60); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.5
+        done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    fi
+    rm -f "$(pidfile_of "$name")"
+}
+
+cmd_down() {
+    [[ $EUID -eq 0 ]] || die "run me as root"
+    local entry name index
+    for entry in "${CONTAINERS[@]}"; do
+        read -r name index <<<"$entry"
+        stop_container "$name"
+        ip link del "$(veth_of "$index")" 2>/dev/null || true
+        ip netns del "$(netns_of "$name")" 2>/dev/null || true
+    done
+    nft delete table inet "$NFT_TABLE" 2>/dev/null || true
+    if [[ -f "$STATE_DIR/ip_forward.before" ]]; then
+        sysctl -qw "net.ipv4.ip_forward=$(cat "$STATE_DIR/ip_forward.before")"
+    fi
+    rm -rf "$STATE_DIR"
+    log "down (cache kept in $CACHE_DIR)"
+}
+
+cmd_info() {
+    local entry name index
+    echo "Sandbox containers (state in $STATE_DIR):"
+    for entry in "${CONTAINERS[@]}"; do
+        read -r name index <<<"$entry"
+        echo "  $name"
+        echo "    Odoo:  http://$(container_ip "$index"):$ODOO_PORT/web/login"
+        echo "    shell: ssh -F $STATE_DIR/ssh_config $name"
+    done
+    echo "Deploy on recette: ssh -F $STATE_DIR/ssh_config oca-france-recette" \
+        "sudo -u odoo /home/odoo/scripts/deploy origin/18.0"
+    echo "Tear down: make sandbox-down"
+}
+
+case "${1:-}" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    info) cmd_info ;;
+    -h | --help | help) usage ;;
+    *) usage >&2; exit 1 ;;
+esac
