@@ -1,21 +1,24 @@
 """fail2ban on sshd: bans addresses that keep failing SSH logins."""
 
+from pyinfra import host
 from pyinfra.operations import apt, files, systemd
 
-from tasks.util import template_path
+from tasks.render import rendered_files, template_path
 
 apt.packages(
     name="Install fail2ban",
     packages=["fail2ban"],
 )
 
+jail_path, jail_vars = rendered_files(host.data)["fail2ban-sshd.local.j2"]
 jail = files.template(
     name="Configure the sshd jail",
     src=template_path("fail2ban-sshd.local.j2"),
-    dest="/etc/fail2ban/jail.d/sshd.local",
+    dest=jail_path,
     user="root",
     group="root",
     mode="644",
+    **jail_vars,
 )
 
 systemd.service(

@@ -4,19 +4,12 @@ pyinfra creates the checkout once; moving it to another release is the deploy sc
 """
 
 from pyinfra import host
-from pyinfra.facts.files import Directory, File
+from pyinfra.facts.files import Directory
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.util import (
-    command_succeeds,
-    database_exists,
-    odoo_command,
-    psql_value,
-    run_unless,
-    secret_template,
-    template_path,
-)
+from tasks.render import odoo_command, rendered_files, template_path
+from tasks.util import command_succeeds, database_exists, psql_value, run_unless, secret_template
 
 data = host.data
 odoo = data.odoo_user
@@ -24,6 +17,7 @@ as_odoo = {"_sudo": True, "_sudo_user": odoo}
 checkout = data.oca_france_dir
 if not data.odoo_db_name:
     raise ValueError("odoo_db_name must be set in the environment's group data")
+templates = rendered_files(data)
 
 files.directory(
     name=f"Create {data.odoo_scripts_dir} (root-owned: odoo runs the scripts, cannot edit them)",
@@ -51,13 +45,12 @@ run_unless(
     name=f"Clone {data.oca_france_repo_url} ({data.oca_france_branch}), first apply only",
     done=lambda: bool(host.get_fact(Directory, path=f"{checkout}/.git")),
     command=(
-        f"git clone --quiet --branch {data.oca_france_branch} "
-        f"{data.oca_france_repo_url} {checkout}"
+        f"git clone --quiet --branch {data.oca_france_branch} {data.oca_france_repo_url} {checkout}"
     ),
     **as_odoo,
 )
 
-sync_command = odoo_command(data.odoo_sync_command)
+sync_command = odoo_command(data, data.odoo_sync_command)
 run_unless(
     name="Sync the venv with uv.lock (uv sync --locked), when it differs",
     done=lambda: command_succeeds(f"cd {checkout} && {sync_command} --check --offline", odoo),
@@ -65,64 +58,47 @@ run_unless(
     **as_odoo,
 )
 
+odoorc_path, odoorc_vars = templates["odoorc.j2"]
 odoorc = secret_template(
-    name=f"Write {data.odoo_config_path} (owner {odoo}, mode 0640)",
+    name=f"Write {odoorc_path} (owner {odoo}, mode 0640)",
     src=template_path("odoorc.j2"),
-    dest=data.odoo_config_path,
+    dest=odoorc_path,
     user=odoo,
     group=odoo,
     mode="640",
-    admin_password=data.odoo_admin_password,
-    odoo_user=odoo,
-    db_name=data.odoo_db_name,
-    running_env=data.odoo_running_env,
-    data_dir=data.odoo_data_dir,
-    addons_path=[f"{checkout}/{subdir}" for subdir in data.odoo_addons_subdirs],
-    http_interface=data.odoo_http_interface,
-    http_port=data.odoo_http_port,
-    proxy_mode=data.odoo_proxy_mode,
-    workers=data.odoo_workers,
-    max_cron_threads=data.odoo_max_cron_threads,
-    limit_memory_soft=data.odoo_limit_memory_soft,
-    limit_memory_hard=data.odoo_limit_memory_hard,
-    limit_time_cpu=data.odoo_limit_time_cpu,
-    limit_time_real=data.odoo_limit_time_real,
-    server_wide_modules=data.odoo_server_wide_modules,
-    load_language=data.odoo_load_language,
-    unaccent=data.odoo_unaccent,
-    modules_auto_install_disabled=data.odoo_modules_auto_install_disabled,
-    server_env_parameters=data.odoo_server_env_parameters,
+    **odoorc_vars,
 )
 
 run_unless(
     name=f"Create the {data.odoo_db_name} database with {', '.join(data.odoo_init_modules)}",
     done=lambda: database_exists(data.odoo_db_name),
-    command=f"cd {checkout} && {odoo_command(data.odoo_initdb_command)}",
+    command=f"cd {checkout} && {odoo_command(data, data.odoo_initdb_command)}",
     **as_odoo,
 )
 
 if data.odoo_unaccent:
     run_unless(
         name=f"Enable the unaccent extension in {data.odoo_db_name}",
-        done=lambda: psql_value(
-            "SELECT 1 FROM pg_extension WHERE extname = 'unaccent'", database=data.odoo_db_name
-        ) == "1",
+        done=lambda: (
+            psql_value(
+                "SELECT 1 FROM pg_extension WHERE extname = 'unaccent'", database=data.odoo_db_name
+            )
+            == "1"
+        ),
         # unaccent is a trusted extension: the database owner creates it, and owns it.
         command=f"psql -X -d '{data.odoo_db_name}' -c 'CREATE EXTENSION IF NOT EXISTS unaccent'",
         **as_odoo,
     )
 
+unit_path, unit_vars = templates["odoo-oca-france.service.j2"]
 unit = files.template(
     name=f"Install the {data.oca_france_service} unit",
     src=template_path("odoo-oca-france.service.j2"),
-    dest=f"/etc/systemd/system/{data.oca_france_service}",
+    dest=unit_path,
     user="root",
     group="root",
     mode="644",
-    db_name=data.odoo_db_name,
-    odoo_user=odoo,
-    checkout=checkout,
-    server_command=odoo_command(data.odoo_server_command),
+    **unit_vars,
 )
 
 systemd.daemon_reload(
@@ -144,30 +120,13 @@ systemd.service(
     enabled=True,
 )
 
-health_host = "127.0.0.1" if data.odoo_http_interface == "0.0.0.0" else data.odoo_http_interface
-odoo_url = f"http://{health_host}:{data.odoo_http_port}"
+deploy_path, deploy_vars = templates["deploy.sh.j2"]
 files.template(
-    name=f"Install the deploy script ({data.odoo_scripts_dir}/deploy)",
+    name=f"Install the deploy script ({deploy_path})",
     src=template_path("deploy.sh.j2"),
-    dest=f"{data.odoo_scripts_dir}/deploy",
+    dest=deploy_path,
     user="root",
     group="root",
     mode="755",
-    repo_name=data.oca_france_repo_url.rstrip("/").rsplit("/", 1)[-1],
-    db_name=data.odoo_db_name,
-    running_env=data.odoo_running_env,
-    odoo_user=odoo,
-    checkout=checkout,
-    service=data.oca_france_service,
-    data_dir=data.odoo_data_dir,
-    dumps_dir=data.odoo_dumps_dir,
-    backups_kept=data.deploy_backups_kept,
-    restore_allowed=data.deploy_restore_allowed,
-    ref_pattern=data.deploy_ref_pattern,
-    health_url=f"{odoo_url}/web/health?db_server_status=1",
-    login_url=f"{odoo_url}/web/login",
-    start_timeout=data.odoo_start_timeout,
-    sync_command=sync_command,
-    neutralize_command=odoo_command(data.odoo_neutralize_command),
-    update_command=odoo_command(data.odoo_update_command),
+    **deploy_vars,
 )

@@ -3,7 +3,8 @@
 from pyinfra import host
 from pyinfra.operations import apt, files, pip, postgres, server
 
-from tasks.util import psql_value, run_unless, template_path
+from tasks.render import rendered_files, template_path
+from tasks.util import psql_value, run_unless
 
 data = host.data
 
@@ -66,14 +67,15 @@ apt.packages(
     packages=data.polkit_packages,
 )
 
+polkit_rule, polkit_vars = rendered_files(data)["polkit-odoo.rules.j2"]
 files.template(
     name="Let odoo start, stop and restart its own units (polkit rule)",
     src=template_path("polkit-odoo.rules.j2"),
-    dest="/etc/polkit-1/rules.d/60-odoo-units.rules",
+    dest=polkit_rule,
     user="root",
     group="root",
     mode="644",
-    odoo_user=data.odoo_user,
+    **polkit_vars,
 )
 
 # --- uv, pinned, from PyPI

@@ -4,43 +4,34 @@ from pyinfra import host
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.util import template_path
+from tasks.render import RECETTE_TIMERS, rendered_files, template_path
 
-data = host.data
-common = {
-    "odoo_user": data.odoo_user,
-    "branch": data.oca_france_branch,
-    "checkout": data.oca_france_dir,
-    "dumps_dir": data.odoo_dumps_dir,
-    "scripts_dir": data.odoo_scripts_dir,
-}
+templates = rendered_files(host.data)
 
+script_path, script_vars = templates["odoo-auto-deploy.sh.j2"]
 files.template(
-    name=f"Install the auto-deploy script ({data.odoo_scripts_dir}/odoo-auto-deploy)",
+    name=f"Install the auto-deploy script ({script_path})",
     src=template_path("odoo-auto-deploy.sh.j2"),
-    dest=f"{data.odoo_scripts_dir}/odoo-auto-deploy",
+    dest=script_path,
     user="root",
     group="root",
     mode="755",
-    **common,
+    **script_vars,
 )
 
 units = []
-for timer, calendar in (
-    ("odoo-auto-deploy", data.auto_deploy_calendar),
-    ("odoo-weekly-deploy", data.weekly_deploy_calendar),
-):
+for timer in RECETTE_TIMERS:
     for kind in ("service", "timer"):
+        unit_path, unit_vars = templates[f"{timer}.{kind}.j2"]
         units.append(
             files.template(
                 name=f"Install {timer}.{kind}",
                 src=template_path(f"{timer}.{kind}.j2"),
-                dest=f"/etc/systemd/system/{timer}.{kind}",
+                dest=unit_path,
                 user="root",
                 group="root",
                 mode="644",
-                calendar=calendar,
-                **common,
+                **unit_vars,
             )
         )
 
@@ -49,10 +40,10 @@ systemd.daemon_reload(
     _if=any_changed(*units),
 )
 
-for timer in ("odoo-auto-deploy.timer", "odoo-weekly-deploy.timer"):
+for timer in RECETTE_TIMERS:
     systemd.service(
-        name=f"Enable and start {timer}",
-        service=timer,
+        name=f"Enable and start {timer}.timer",
+        service=f"{timer}.timer",
         running=True,
         enabled=True,
     )

@@ -10,19 +10,12 @@ import hashlib
 import shlex
 from collections.abc import Callable
 from io import StringIO
-from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.api.util import get_template
 from pyinfra.facts.files import File, Sha1File
 from pyinfra.operations.util import files as file_utils
-
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
-
-
-def template_path(name: str) -> str:
-    return str(TEMPLATES_DIR / name)
 
 
 class PsqlValue(FactBase):
@@ -57,8 +50,9 @@ def command_succeeds(command: str, user: str) -> bool:
 
 
 def psql_value(query: str, database: str = "postgres") -> str | None:
-    return host.get_fact(PsqlValue, query=query, database=database, _sudo=True,
-                         _sudo_user="postgres")
+    return host.get_fact(
+        PsqlValue, query=query, database=database, _sudo=True, _sudo_user="postgres"
+    )
 
 
 def database_exists(name: str) -> bool:
@@ -77,18 +71,6 @@ def run_unless(command: str, done: Callable[[], bool]):
         host.noop("already done")
         return
     yield StringCommand(command)
-
-
-def odoo_command(template: str) -> str:
-    """One of the data's Odoo commands (odoo_*_command) with this host's paths filled in."""
-    data = host.data
-    return template.format(
-        venv=f"{data.oca_france_dir}/.venv",
-        config=shlex.quote(data.odoo_config_path),
-        db=shlex.quote(data.odoo_db_name),
-        modules=shlex.quote(",".join(data.odoo_init_modules)),
-        python=shlex.quote(data.oca_france_python),
-    )
 
 
 @operation()

@@ -1,0 +1,138 @@
+"""Template variables, built from a host's data: the tasks and the tests render the same way.
+
+`data` is pyinfra's host.data (or anything with the same attributes).
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+def template_path(name: str) -> str:
+    return str(TEMPLATES_DIR / name)
+
+
+def odoo_command(data, template: str) -> str:
+    """One of the data's commands (odoo_*_command) with this host's values filled in."""
+    return template.format(
+        venv=f"{data.oca_france_dir}/.venv",
+        config=shlex.quote(data.odoo_config_path),
+        db=shlex.quote(data.odoo_db_name),
+        modules=shlex.quote(",".join(data.odoo_init_modules)),
+        python=shlex.quote(data.oca_france_python),
+    )
+
+
+def odoo_url(data) -> str:
+    """Where the host itself reaches the server."""
+    listen = data.odoo_http_interface
+    return f"http://{'127.0.0.1' if listen == '0.0.0.0' else listen}:{data.odoo_http_port}"
+
+
+def odoorc_vars(data) -> dict:
+    return {
+        "admin_password": data.odoo_admin_password,
+        "odoo_user": data.odoo_user,
+        "db_name": data.odoo_db_name,
+        "running_env": data.odoo_running_env,
+        "data_dir": data.odoo_data_dir,
+        "addons_path": [f"{data.oca_france_dir}/{sub}" for sub in data.odoo_addons_subdirs],
+        "http_interface": data.odoo_http_interface,
+        "http_port": data.odoo_http_port,
+        "proxy_mode": data.odoo_proxy_mode,
+        "workers": data.odoo_workers,
+        "max_cron_threads": data.odoo_max_cron_threads,
+        "limit_memory_soft": data.odoo_limit_memory_soft,
+        "limit_memory_hard": data.odoo_limit_memory_hard,
+        "limit_time_cpu": data.odoo_limit_time_cpu,
+        "limit_time_real": data.odoo_limit_time_real,
+        "server_wide_modules": data.odoo_server_wide_modules,
+        "load_language": data.odoo_load_language,
+        "unaccent": data.odoo_unaccent,
+        "modules_auto_install_disabled": data.odoo_modules_auto_install_disabled,
+        "server_env_parameters": data.odoo_server_env_parameters,
+    }
+
+
+def service_vars(data) -> dict:
+    return {
+        "db_name": data.odoo_db_name,
+        "odoo_user": data.odoo_user,
+        "checkout": data.oca_france_dir,
+        "server_command": odoo_command(data, data.odoo_server_command),
+    }
+
+
+def deploy_vars(data) -> dict:
+    url = odoo_url(data)
+    return {
+        "repo_name": data.oca_france_repo_url.rstrip("/").rsplit("/", 1)[-1],
+        "db_name": data.odoo_db_name,
+        "running_env": data.odoo_running_env,
+        "odoo_user": data.odoo_user,
+        "checkout": data.oca_france_dir,
+        "service": data.oca_france_service,
+        "data_dir": data.odoo_data_dir,
+        "dumps_dir": data.odoo_dumps_dir,
+        "backups_kept": data.deploy_backups_kept,
+        "restore_allowed": data.deploy_restore_allowed,
+        "ref_pattern": data.deploy_ref_pattern,
+        "health_url": f"{url}/web/health?db_server_status=1",
+        "login_url": f"{url}/web/login",
+        "start_timeout": data.odoo_start_timeout,
+        "sync_command": odoo_command(data, data.odoo_sync_command),
+        "neutralize_command": odoo_command(data, data.odoo_neutralize_command),
+        "update_command": odoo_command(data, data.odoo_update_command),
+    }
+
+
+def automation_vars(data, calendar: str | None = None) -> dict:
+    return {
+        "odoo_user": data.odoo_user,
+        "branch": data.oca_france_branch,
+        "checkout": data.oca_france_dir,
+        "dumps_dir": data.odoo_dumps_dir,
+        "scripts_dir": data.odoo_scripts_dir,
+        "calendar": calendar,
+    }
+
+
+# Recette's timers: unit base name -> the data key of its calendar.
+RECETTE_TIMERS = {
+    "odoo-auto-deploy": "auto_deploy_calendar",
+    "odoo-weekly-deploy": "weekly_deploy_calendar",
+}
+
+
+def rendered_files(data) -> dict[str, tuple[str, dict]]:
+    """Every template a host of this data gets: template name -> (destination, variables)."""
+    files = {
+        "polkit-odoo.rules.j2": (
+            "/etc/polkit-1/rules.d/60-odoo-units.rules",
+            {"odoo_user": data.odoo_user},
+        ),
+        "odoorc.j2": (data.odoo_config_path, odoorc_vars(data)),
+        "odoo-oca-france.service.j2": (
+            f"/etc/systemd/system/{data.oca_france_service}",
+            service_vars(data),
+        ),
+        "deploy.sh.j2": (f"{data.odoo_scripts_dir}/deploy", deploy_vars(data)),
+    }
+    if data.recette_automation:
+        files["odoo-auto-deploy.sh.j2"] = (
+            f"{data.odoo_scripts_dir}/odoo-auto-deploy",
+            automation_vars(data),
+        )
+        for timer, calendar_key in RECETTE_TIMERS.items():
+            calendar = getattr(data, calendar_key)
+            for kind in ("service", "timer"):
+                files[f"{timer}.{kind}.j2"] = (
+                    f"/etc/systemd/system/{timer}.{kind}",
+                    automation_vars(data, calendar),
+                )
+    if data.fail2ban_enabled:
+        files["fail2ban-sshd.local.j2"] = ("/etc/fail2ban/jail.d/sshd.local", {})
+    return files
