@@ -10,7 +10,8 @@
 # restricted to those addresses on ports 80/443. Needs root.
 set -euo pipefail
 
-readonly PROJECT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+PROJECT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+readonly PROJECT_DIR
 readonly STATE_DIR="${SANDBOX_STATE_DIR:-/var/lib/oca-france-sandbox}"
 readonly CACHE_DIR="${SANDBOX_CACHE_DIR:-/var/cache/oca-france-sandbox}"
 readonly ROOTFS_TARBALL="$CACHE_DIR/debian-bookworm-rootfs.tar.gz"
@@ -186,7 +187,8 @@ EOF
     fi
     printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$rootfs/etc/pip.conf"
     install -d "$rootfs/etc/uv"
-    printf 'native-tls = true\n' >"$rootfs/etc/uv/uv.toml"
+    # uv >= 0.13 names native-tls "system-certs": trust the system store, proxy CA included.
+    printf 'system-certs = true\n' >"$rootfs/etc/uv/uv.toml"
     # The origin is bind-mounted from the host and owned by root there.
     printf '[safe]\n\tdirectory = %s\n' "$APP_ORIGIN_IN_CONTAINER" >"$rootfs/etc/gitconfig"
     mkdir -p "$rootfs$APP_ORIGIN_IN_CONTAINER" "$CACHE_DIR/apt/$name/partial"
