@@ -7,6 +7,8 @@ UV_VERSION := 0.13.9
 # uv from the PATH, or a private copy in .tools/ installed on first use.
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 PYINFRA := $(UV) run --locked pyinfra
+# Extra pyinfra arguments, e.g. PYINFRA_ARGS="-vv --data odoo_workers=4"
+PYINFRA_ARGS ?=
 DEPLOY := inventory.py deploy.py
 SANDBOX := bash tests/sandbox/sandbox.sh
 SANDBOX_ENV := /var/lib/oca-france-sandbox/env
@@ -26,20 +28,20 @@ setup: $(UV) ## Install uv (if missing) and the locked Python dependencies
 	$(UV) sync --locked
 
 apply-recette: setup ## Apply the configuration to recette
-	$(PYINFRA) -y $(DEPLOY) --limit recette
+	$(PYINFRA) -y $(DEPLOY) --limit recette $(PYINFRA_ARGS)
 
 apply-prod: setup ## Apply the configuration to prod (asks first; YES=1 skips the question)
 	@if [[ "$${YES:-}" != 1 ]]; then \
 		read -r -p "Apply to PRODUCTION (oca-france-prod)? Type 'yes': " answer; \
 		[[ "$$answer" == yes ]] || { echo "Aborted."; exit 1; }; \
 	fi
-	$(PYINFRA) -y $(DEPLOY) --limit prod
+	$(PYINFRA) -y $(DEPLOY) --limit prod $(PYINFRA_ARGS)
 
 diff-recette: setup ## Dry run on recette: show what would change (changes nothing)
-	$(PYINFRA) --dry --diff $(DEPLOY) --limit recette
+	$(PYINFRA) --dry --diff $(DEPLOY) --limit recette $(PYINFRA_ARGS)
 
 diff-prod: setup ## Dry run on prod: show what would change (changes nothing)
-	$(PYINFRA) --dry --diff $(DEPLOY) --limit prod
+	$(PYINFRA) --dry --diff $(DEPLOY) --limit prod $(PYINFRA_ARGS)
 
 lint: setup ## ruff, shellcheck and bash -n on the scripts
 	$(UV) run --locked ruff check .
@@ -51,7 +53,7 @@ test: setup ## All tests: static checks, then the end-to-end suite on the sandbo
 
 sandbox: setup ## Boot the local sandbox containers (root) and apply deploy.py to both
 	$(SANDBOX) up
-	set -a && source $(SANDBOX_ENV) && set +a && $(PYINFRA) -y $(DEPLOY)
+	set -a && source $(SANDBOX_ENV) && set +a && $(PYINFRA) -y $(DEPLOY) $(PYINFRA_ARGS)
 	$(SANDBOX) info
 
 sandbox-down: ## Tear the sandbox down (containers, network namespaces, nftables table)

@@ -1,12 +1,24 @@
 """Recette automation: redeploy when 18.0 moves (every minute), weekly production refresh."""
 
 from pyinfra import host
+from pyinfra.facts.files import File
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.render import RECETTE_TIMERS, rendered_files, template_path
+from tasks.render import RECETTE_TIMERS, auto_deploy_state_file, rendered_files, template_path
+from tasks.util import run_unless
 
-templates = rendered_files(host.data)
+data = host.data
+templates = rendered_files(data)
+auto_deploy_state = auto_deploy_state_file(data)
+
+run_unless(
+    name="Record the checkout's commit as the last one odoo-auto-deploy saw (first apply)",
+    done=lambda: bool(host.get_fact(File, path=auto_deploy_state)),
+    command=f"git -C {data.oca_france_dir} rev-parse HEAD > {auto_deploy_state}",
+    _sudo=True,
+    _sudo_user=data.odoo_user,
+)
 
 script_path, script_vars = templates["odoo-auto-deploy.sh.j2"]
 files.template(

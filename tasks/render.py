@@ -89,8 +89,14 @@ def deploy_vars(data) -> dict:
     }
 
 
+def auto_deploy_state_file(data) -> str:
+    """Where odoo-auto-deploy keeps the last origin commit it saw."""
+    return f"{data.odoo_dumps_dir}/.auto-deploy-last-commit"
+
+
 def automation_vars(data, calendar: str | None = None) -> dict:
     return {
+        "state_file": auto_deploy_state_file(data),
         "odoo_user": data.odoo_user,
         "branch": data.oca_france_branch,
         "checkout": data.oca_france_dir,
