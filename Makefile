@@ -49,7 +49,7 @@ lint: setup ## ruff, shellcheck and bash -n on the scripts
 	$(UV) run --locked pytest -q tests/test_static.py -k "shellcheck or bash_syntax"
 
 test: setup ## All tests: static checks, then the end-to-end suite on the sandbox (root)
-	$(UV) run --locked pytest -v tests
+	$(UV) run --locked pytest -v
 
 sandbox: setup ## Boot the local sandbox containers (root) and apply deploy.py to both
 	$(SANDBOX) up
@@ -60,4 +60,4 @@ sandbox-down: ## Tear the sandbox down (containers, network namespaces, nftables
 	$(SANDBOX) down
 
 bench: setup ## Print timings: rootfs build, first apply, no-op re-apply, whole suite
-	$(UV) run --locked python tests/benchmark.py
+	$(UV) run --locked python tests/benchmark.py $(ARGS)

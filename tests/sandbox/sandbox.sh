@@ -3,6 +3,7 @@
 # PID 1), each in its own network namespace, reachable over SSH with a throwaway key.
 #
 #   sandbox.sh up     build (cached) and boot both containers; idempotent
+#   sandbox.sh rootfs only build the rootfs tarball (if missing)
 #   sandbox.sh info   how to reach each Odoo and each container
 #   sandbox.sh down   stop the containers, remove namespaces, veths and the nftables table
 #
@@ -37,7 +38,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 container_ip() { echo "10.231.$1.2"; }
@@ -325,6 +326,11 @@ cmd_info() {
 
 case "${1:-}" in
     up) cmd_up ;;
+    rootfs)
+        install_host_packages
+        mkdir -p "$CACHE_DIR"
+        build_rootfs_tarball
+        ;;
     down) cmd_down ;;
     info) cmd_info ;;
     -h | --help | help) usage ;;

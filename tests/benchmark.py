@@ -1,0 +1,65 @@
+"""Timings of the sandbox and the suite, printed as a table (a benchmark, not a test).
+
+    sudo make bench            # rootfs cold and cached, first apply, no-op re-apply, suite
+    sudo make bench ARGS=--no-suite
+
+The cold rootfs build uses a temporary cache, so the real cache is left alone. Replaces any
+running sandbox, and tears it down at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SANDBOX = ["bash", str(PROJECT_DIR / "tests" / "sandbox" / "sandbox.sh")]
+STATE_DIR = Path("/var/lib/oca-france-sandbox")
+
+
+def timed(label: str, command: list[str], env: dict[str, str] | None = None) -> tuple[str, float]:
+    start = time.monotonic()
+    subprocess.run(command, cwd=PROJECT_DIR, env=env, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.monotonic() - start
+    print(f"  {label:<34} {seconds:7.1f} s", file=sys.stderr, flush=True)
+    return label, seconds
+
+
+def sandbox_env() -> dict[str, str]:
+    lines = (STATE_DIR / "env").read_text().splitlines()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ODOO_OCA_FRANCE_")}
+    return {**clean, **dict(line.split("=", 1) for line in lines if "=" in line)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-suite", action="store_true", help="skip the whole-suite timing")
+    args = parser.parse_args()
+    pyinfra = ["pyinfra", "-y", "inventory.py", "deploy.py"]
+    figures = []
+
+    subprocess.run([*SANDBOX, "down"], check=True, stderr=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as cold_cache:
+        env = {**os.environ, "SANDBOX_CACHE_DIR": cold_cache}
+        figures.append(timed("rootfs build, cold (debootstrap)", [*SANDBOX, "rootfs"], env))
+    try:
+        figures.append(timed("sandbox up, cached rootfs", [*SANDBOX, "up"]))
+        figures.append(timed("first apply, both hosts", pyinfra, sandbox_env()))
+        figures.append(timed("no-op re-apply, both hosts", pyinfra, sandbox_env()))
+    finally:
+        subprocess.run([*SANDBOX, "down"], check=True, stderr=subprocess.DEVNULL)
+    if not args.no_suite:
+        figures.append(timed("whole test suite (make test)", ["pytest", "-q"]))
+
+    print("| step | seconds |\n|------|---------|")
+    for label, seconds in figures:
+        print(f"| {label} | {seconds:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

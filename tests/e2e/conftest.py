@@ -1,0 +1,190 @@
+"""The end-to-end suite's sandbox: two booted Debian 12 containers, configured by deploy.py.
+
+One sandbox for the whole session, started from scratch and torn down at the end, even when
+a test or the setup fails. Needs root (containers, network namespaces, nftables).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import testinfra
+from conftest import PROJECT_DIR
+
+SANDBOX_SCRIPT = PROJECT_DIR / "tests" / "sandbox" / "sandbox.sh"
+STATE_DIR = Path(os.environ.get("SANDBOX_STATE_DIR", "/var/lib/oca-france-sandbox"))
+RECETTE, PROD = "oca-france-recette", "oca-france-prod"
+HOSTS = [RECETTE, PROD]
+DB = {RECETTE: "oca-france-recette", PROD: "oca-france-production"}
+DEPLOY = "/home/odoo/scripts/deploy"
+CHECKOUT = "/home/odoo/oca-france"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key: value for key, value in pairs}
+
+
+def changed_operations(output: str) -> int:
+    """The 'Success' (= changed) column of pyinfra's Grand total row."""
+    match = re.search(r"Grand total\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", output)
+    assert match, f"no summary in pyinfra's output:\n{output[-3000:]}"
+    changed, errors = match.group(2), match.group(3)
+    assert errors == "-", f"pyinfra reported errors:\n{output[-3000:]}"
+    return 0 if changed == "-" else int(changed)
+
+
+@dataclass
+class Sandbox:
+    env: dict[str, str]
+    addresses: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def secrets(self) -> list[str]:
+        return [v for k, v in self.env.items() if k.startswith("ODOO_OCA_FRANCE_ADMIN_PASSWORD")]
+
+    def run_env(self) -> dict[str, str]:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("ODOO_OCA_FRANCE_")}
+        return {**clean, **self.env}
+
+    def pyinfra(self, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+        """pyinfra on the project's own inventory, as `make apply-*` runs it."""
+        return subprocess.run(
+            ["pyinfra", *args],
+            cwd=PROJECT_DIR,
+            env=self.run_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def apply(self, *args: str) -> subprocess.CompletedProcess:
+        return self.pyinfra("-y", "inventory.py", "deploy.py", *args)
+
+    def make(self, target: str, **variables: str) -> subprocess.CompletedProcess:
+        assignments = [f"{key}={value}" for key, value in variables.items()]
+        return subprocess.run(
+            ["make", "--no-print-directory", target, *assignments],
+            cwd=PROJECT_DIR,
+            env=self.run_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    def host(self, name: str):
+        return testinfra.get_host(f"ssh://{name}", ssh_config=str(STATE_DIR / "ssh_config"))
+
+    def ssh(self, name: str, command: str, stdin: bytes | None = None) -> bytes:
+        result = subprocess.run(
+            ["ssh", "-F", str(STATE_DIR / "ssh_config"), name, command],
+            input=stdin,
+            capture_output=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        return result.stdout
+
+    def url(self, name: str, path: str) -> str:
+        return f"http://{self.addresses[name]}:8069{path}"
+
+    def get(self, name: str, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.url(name, path), timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def health(self, name: str) -> dict:
+        status, body = self.get(name, "/web/health?db_server_status=1")
+        return {"http_status": status, **json.loads(body)}
+
+    def wait_healthy(self, name: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.health(name).get("db_server_status") is True:
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(1)
+        pytest.fail(f"{name}: /web/health did not pass within {timeout}s")
+
+    def push_commit(self, branch: str, message: str, change) -> str:
+        """Commit `change(worktree)` on top of origin's 18.0, push it to `branch`."""
+        origin = STATE_DIR / "app-origin.git"
+        with tempfile.TemporaryDirectory() as work:
+            git = ["git", "-C", work, "-c", "user.name=tests", "-c", "user.email=tests@localhost"]
+            subprocess.run(["git", "clone", "-q", "-b", "18.0", str(origin), work], check=True)
+            change(Path(work))
+            subprocess.run([*git, "add", "-A"], check=True)
+            subprocess.run([*git, "commit", "-q", "-m", message], check=True)
+            subprocess.run([*git, "push", "-q", "--force", "origin", f"HEAD:{branch}"], check=True)
+            return subprocess.run(
+                [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+            ).stdout.strip()
+
+
+def sandbox_command(action: str) -> None:
+    subprocess.run(["bash", str(SANDBOX_SCRIPT), action], check=True, timeout=1200)
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    if os.geteuid() != 0:
+        pytest.fail("the end-to-end suite boots containers: run it as root (sudo make test)")
+    sandbox_command("down")  # a sandbox left running by `make sandbox` is replaced
+    try:
+        sandbox_command("up")
+        env = read_env_file(STATE_DIR / "env")
+        config = (STATE_DIR / "ssh_config").read_text()
+        addresses = dict(re.findall(r"Host (\S+)\n\s+HostName (\S+)", config))
+        box = Sandbox(env=env, addresses=addresses)
+        first = box.apply()
+        assert first.returncode == 0, first.stdout[-5000:] + first.stderr[-5000:]
+        assert changed_operations(first.stdout + first.stderr) > 0
+        yield box
+    finally:
+        subprocess.run(["bash", str(SANDBOX_SCRIPT), "down"], timeout=300)
+
+
+@pytest.fixture(scope="session")
+def recette(sandbox):
+    return sandbox.host(RECETTE)
+
+
+@pytest.fixture(scope="session")
+def prod(sandbox):
+    return sandbox.host(PROD)
+
+
+@pytest.fixture(params=HOSTS)
+def any_host(request, sandbox):
+    return request.param, sandbox.host(request.param)
+
+
+def deploy(host, *args: str):
+    return host.run(f"sudo -u odoo {DEPLOY} {shlex.join(args)}")
+
+
+def head(host) -> str:
+    return host.check_output(f"sudo -u odoo git -C {CHECKOUT} rev-parse HEAD")
+
+
+def main_pid(host) -> str:
+    return host.check_output("systemctl show -p MainPID --value odoo-oca-france.service")
+
+
+def psql(host, db: str, query: str) -> str:
+    return host.check_output(f"sudo -u odoo psql -XAtq -d {db} -c {shlex.quote(query)}")

@@ -1,0 +1,55 @@
+"""Re-applying: nothing changes on a converged host, a dry run shows without touching, and
+no output ever shows a secret."""
+
+from __future__ import annotations
+
+from .conftest import RECETTE, changed_operations, main_pid
+
+WATCHED = ["/home/odoo/.odoorc", "/home/odoo/scripts/deploy"]
+
+
+def fingerprint(host) -> tuple[str, str]:
+    return host.check_output(f"sha256sum {' '.join(WATCHED)}"), main_pid(host)
+
+
+def test_second_apply_changes_nothing(sandbox):
+    result = sandbox.apply()
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert changed_operations(output) == 0, output[-5000:]
+
+
+def test_dry_run_shows_the_diff_changes_nothing_and_hides_secrets(sandbox, recette):
+    before = fingerprint(recette)
+    result = sandbox.make(
+        "diff-recette",
+        PYINFRA_ARGS="-vvv --data odoo_start_timeout=121 --data odoo_workers=3",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert "+readonly START_TIMEOUT=121" in output
+    assert "-readonly START_TIMEOUT=120" in output
+    assert "Will write /home/odoo/.odoorc (content not shown" in output
+    for secret in sandbox.secrets:
+        assert secret not in output
+    assert fingerprint(recette) == before
+
+
+def test_config_change_restarts_odoo_once_and_never_prints_the_secret(sandbox, recette):
+    pid = main_pid(recette)
+    changed = sandbox.apply("-vvv", "--limit", RECETTE, "--data", "odoo_workers=3")
+    output = changed.stdout + changed.stderr
+    assert changed.returncode == 0, output[-5000:]
+    for secret in sandbox.secrets:
+        assert secret not in output
+    assert "workers = 3\n" in recette.file("/home/odoo/.odoorc").content_string
+    assert main_pid(recette) != pid
+    sandbox.wait_healthy(RECETTE)
+
+    restored = sandbox.apply("--limit", RECETTE)
+    assert changed_operations(restored.stdout + restored.stderr) > 0
+    sandbox.wait_healthy(RECETTE)
+    pid = main_pid(recette)
+    again = sandbox.apply("--limit", RECETTE)
+    assert changed_operations(again.stdout + again.stderr) == 0
+    assert main_pid(recette) == pid
