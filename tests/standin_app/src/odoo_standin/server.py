@@ -4,10 +4,13 @@ import html
 import json
 import logging
 import signal
+import socketserver
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+import psycopg2
 
 from . import addons, db
 from .config import Config
@@ -68,6 +71,12 @@ class StandinServer(ThreadingHTTPServer):
         self.config = config
         self.dbname = dbname
 
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind() resolves the host name (getfqdn), which can hang for
+        # seconds in a container without DNS: bind and record the address as given.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
 
 class Handler(BaseHTTPRequestHandler):
     server: StandinServer
@@ -98,9 +107,10 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.SERVICE_UNAVAILABLE, "text/plain", f"no database {dbname}\n")
                 return
             page = render_login(dbname, read_snapshot(self.server.config, dbname))
-        except Exception as exc:
-            _logger.exception("login page failed")
-            self._send(HTTPStatus.SERVICE_UNAVAILABLE, "text/plain", f"database error: {exc!r}\n")
+        except psycopg2.Error as exc:
+            _logger.warning("login page: database error: %s", db.error_line(exc))
+            message = f"database error: {db.error_line(exc)}\n"
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, "text/plain", message)
             return
         self._send(HTTPStatus.OK, "text/html; charset=utf-8", page)
 
