@@ -27,8 +27,8 @@ def test_dry_run_shows_the_diff_changes_nothing_and_hides_secrets(sandbox, recet
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
-    assert "+readonly START_TIMEOUT=121" in output
-    assert "-readonly START_TIMEOUT=120" in output
+    assert "+ readonly START_TIMEOUT=121" in output
+    assert "- readonly START_TIMEOUT=120" in output
     assert "Will write /home/odoo/.odoorc (content not shown" in output
     for secret in sandbox.secrets:
         assert secret not in output
