@@ -1,6 +1,6 @@
 """Configure an OCA France host: chains the task modules, by the host's group data.
 
-    pyinfra inventory.py deploy.py --limit recette   # or: make apply-recette
+pyinfra inventory.py deploy.py --limit recette   # or: make apply-recette
 """
 
 from pyinfra import host, local

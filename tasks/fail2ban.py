@@ -1,24 +1,17 @@
 """fail2ban on sshd: bans addresses that keep failing SSH logins."""
 
-from pyinfra import host
-from pyinfra.operations import apt, files, systemd
+from pyinfra.operations import apt, systemd
 
-from tasks.render import rendered_files, template_path
+from tasks.util import install_template
 
 apt.packages(
     name="Install fail2ban",
     packages=["fail2ban"],
 )
 
-jail_path, jail_vars = rendered_files(host.data)["fail2ban-sshd.local.j2"]
-jail = files.template(
+jail = install_template(
     name="Configure the sshd jail",
-    src=template_path("fail2ban-sshd.local.j2"),
-    dest=jail_path,
-    user="root",
-    group="root",
-    mode="644",
-    **jail_vars,
+    template="fail2ban-sshd.local.j2",
 )
 
 systemd.service(

@@ -8,8 +8,14 @@ from pyinfra.facts.files import Directory
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.render import odoo_command, rendered_files, template_path
-from tasks.util import command_succeeds, database_exists, psql_value, run_unless, secret_template
+from tasks.render import odoo_command
+from tasks.util import (
+    command_succeeds,
+    database_exists,
+    install_template,
+    psql_value,
+    run_unless,
+)
 
 data = host.data
 odoo = data.odoo_user
@@ -17,7 +23,6 @@ as_odoo = {"_sudo": True, "_sudo_user": odoo}
 checkout = data.oca_france_dir
 if not data.odoo_db_name:
     raise ValueError("odoo_db_name must be set in the environment's group data")
-templates = rendered_files(data)
 
 files.directory(
     name=f"Create {data.odoo_scripts_dir} (root-owned: odoo runs the scripts, cannot edit them)",
@@ -39,6 +44,7 @@ for path, mode in (
         user=odoo,
         group=odoo,
         mode=mode,
+        **as_odoo,  # so that parents it creates under the home (~/.local/share) are odoo's too
     )
 
 run_unless(
@@ -58,15 +64,13 @@ run_unless(
     **as_odoo,
 )
 
-odoorc_path, odoorc_vars = templates["odoorc.j2"]
-odoorc = secret_template(
-    name=f"Write {odoorc_path} (owner {odoo}, mode 0640)",
-    src=template_path("odoorc.j2"),
-    dest=odoorc_path,
+odoorc = install_template(
+    name=f"Write {data.odoo_config_path} (owner {odoo}, mode 0640)",
+    template="odoorc.j2",
+    mode="640",
     user=odoo,
     group=odoo,
-    mode="640",
-    **odoorc_vars,
+    holds_secrets=True,
 )
 
 run_unless(
@@ -90,15 +94,9 @@ if data.odoo_unaccent:
         **as_odoo,
     )
 
-unit_path, unit_vars = templates["odoo-oca-france.service.j2"]
-unit = files.template(
+unit = install_template(
     name=f"Install the {data.oca_france_service} unit",
-    src=template_path("odoo-oca-france.service.j2"),
-    dest=unit_path,
-    user="root",
-    group="root",
-    mode="644",
-    **unit_vars,
+    template="odoo-oca-france.service.j2",
 )
 
 systemd.daemon_reload(
@@ -120,13 +118,8 @@ systemd.service(
     enabled=True,
 )
 
-deploy_path, deploy_vars = templates["deploy.sh.j2"]
-files.template(
-    name=f"Install the deploy script ({deploy_path})",
-    src=template_path("deploy.sh.j2"),
-    dest=deploy_path,
-    user="root",
-    group="root",
+install_template(
+    name=f"Install the deploy script ({data.odoo_scripts_dir}/deploy)",
+    template="deploy.sh.j2",
     mode="755",
-    **deploy_vars,
 )

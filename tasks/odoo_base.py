@@ -3,8 +3,7 @@
 from pyinfra import host
 from pyinfra.operations import apt, files, pip, postgres, server
 
-from tasks.render import rendered_files, template_path
-from tasks.util import psql_value, run_unless
+from tasks.util import install_template, psql_value, run_unless
 
 data = host.data
 
@@ -67,15 +66,9 @@ apt.packages(
     packages=data.polkit_packages,
 )
 
-polkit_rule, polkit_vars = rendered_files(data)["polkit-odoo.rules.j2"]
-files.template(
+install_template(
     name="Let odoo start, stop and restart its own units (polkit rule)",
-    src=template_path("polkit-odoo.rules.j2"),
-    dest=polkit_rule,
-    user="root",
-    group="root",
-    mode="644",
-    **polkit_vars,
+    template="polkit-odoo.rules.j2",
 )
 
 # --- uv, pinned, from PyPI

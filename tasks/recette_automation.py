@@ -2,14 +2,13 @@
 
 from pyinfra import host
 from pyinfra.facts.files import File
-from pyinfra.operations import files, systemd
+from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.render import RECETTE_TIMERS, auto_deploy_state_file, rendered_files, template_path
-from tasks.util import run_unless
+from tasks.render import RECETTE_TIMERS, auto_deploy_state_file
+from tasks.util import install_template, run_unless
 
 data = host.data
-templates = rendered_files(data)
 auto_deploy_state = auto_deploy_state_file(data)
 
 run_unless(
@@ -20,32 +19,17 @@ run_unless(
     _sudo_user=data.odoo_user,
 )
 
-script_path, script_vars = templates["odoo-auto-deploy.sh.j2"]
-files.template(
-    name=f"Install the auto-deploy script ({script_path})",
-    src=template_path("odoo-auto-deploy.sh.j2"),
-    dest=script_path,
-    user="root",
-    group="root",
+install_template(
+    name=f"Install the auto-deploy script ({data.odoo_scripts_dir}/odoo-auto-deploy)",
+    template="odoo-auto-deploy.sh.j2",
     mode="755",
-    **script_vars,
 )
 
-units = []
-for timer in RECETTE_TIMERS:
-    for kind in ("service", "timer"):
-        unit_path, unit_vars = templates[f"{timer}.{kind}.j2"]
-        units.append(
-            files.template(
-                name=f"Install {timer}.{kind}",
-                src=template_path(f"{timer}.{kind}.j2"),
-                dest=unit_path,
-                user="root",
-                group="root",
-                mode="644",
-                **unit_vars,
-            )
-        )
+units = [
+    install_template(name=f"Install {timer}.{kind}", template=f"{timer}.{kind}.j2")
+    for timer in RECETTE_TIMERS
+    for kind in ("service", "timer")
+]
 
 systemd.daemon_reload(
     name="Reload systemd (a timer or its service changed)",

@@ -15,7 +15,10 @@ from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.api.util import get_template
 from pyinfra.facts.files import File, Sha1File
+from pyinfra.operations import files
 from pyinfra.operations.util import files as file_utils
+
+from tasks.render import rendered_files, template_path
 
 
 class PsqlValue(FactBase):
@@ -94,3 +97,28 @@ def secret_template(src: str, dest: str, user: str, group: str, mode: str, **dat
         yield file_utils.chown(dest, user, group)
     if str(remote["mode"]) != str(mode).lstrip("0"):
         yield file_utils.chmod(dest, mode)
+
+
+def install_template(
+    name: str,
+    template: str,
+    mode: str = "644",
+    user: str = "root",
+    group: str = "root",
+    holds_secrets: bool = False,
+):
+    """Install one of the host's templates where tasks/render.py says, with its variables.
+
+    holds_secrets: write it with secret_template, so no diff or log ever shows its content.
+    """
+    dest, variables = rendered_files(host.data)[template]
+    write = secret_template if holds_secrets else files.template
+    return write(
+        name=name,
+        src=template_path(template),
+        dest=dest,
+        user=user,
+        group=group,
+        mode=mode,
+        **variables,
+    )

@@ -69,10 +69,10 @@ def test_odoorc_parses_with_the_environment_values(host_data):
 
 
 def test_odoorc_is_written_without_showing_the_secret(inventory):
-    # The .odoorc goes through secret_template (no diff), never through files.template.
+    # The .odoorc goes through secret_template (no diff): install_template(holds_secrets=True).
     source = (PROJECT_DIR / "tasks" / "oca_france.py").read_text()
     call = source[source.index("odoorc = ") :].split("\n)\n", 1)[0]
-    assert "secret_template(" in call and 'mode="640"' in call
+    assert "holds_secrets=True" in call and 'mode="640"' in call
 
 
 def test_unit_runs_the_server_from_the_venv(host_data):
