@@ -12,7 +12,12 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 PROJECT_DIR = Path(__file__).resolve().parent
-load_dotenv(PROJECT_DIR / ".env")
+DOTENV = PROJECT_DIR / ".env"
+if DOTENV.exists() and DOTENV.stat().st_mode & 0o077:
+    print(
+        f"WARNING: {DOTENV} holds secrets and others can read it: chmod 600 .env", file=sys.stderr
+    )
+load_dotenv(DOTENV)
 
 # Secrets each environment needs: group data key -> environment variable.
 SECRETS = {

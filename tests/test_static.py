@@ -170,7 +170,7 @@ def pyinfra_in_copy(tmp_path: Path, env: dict[str, str], *args: str):
     for name in ("inventory.py", "deploy.py", "group_data", "tasks", "templates"):
         source = PROJECT_DIR / name
         if source.is_dir():
-            shutil.copytree(source, tmp_path / name)
+            shutil.copytree(source, tmp_path / name, dirs_exist_ok=True)
         else:
             shutil.copy(source, tmp_path / name)
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("ODOO_OCA_FRANCE_")}
@@ -235,3 +235,20 @@ def test_ruff(command):
         [shutil.which("ruff"), *command], cwd=PROJECT_DIR, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dotenv_is_read_and_a_readable_one_is_flagged(tmp_path):
+    secret = TEST_SECRETS["ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE"]
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE={secret}\n")
+    dotenv.chmod(0o644)
+    result = pyinfra_in_copy(tmp_path, {}, "inventory.py", "debug-inventory", "--limit", "recette")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "others can read it: chmod 600 .env" in output
+    assert secret not in output
+
+    dotenv.chmod(0o600)
+    result = pyinfra_in_copy(tmp_path, {}, "inventory.py", "debug-inventory", "--limit", "recette")
+    assert result.returncode == 0
+    assert "others can read it" not in result.stdout + result.stderr

@@ -3,7 +3,9 @@ no output ever shows a secret."""
 
 from __future__ import annotations
 
-from .conftest import RECETTE, changed_operations, main_pid
+import subprocess
+
+from .conftest import HOSTS, RECETTE, SANDBOX_SCRIPT, STATE_DIR, changed_operations, head, main_pid
 
 WATCHED = ["/home/odoo/.odoorc", "/home/odoo/scripts/deploy"]
 
@@ -12,11 +14,21 @@ def fingerprint(host) -> tuple[str, str]:
     return host.check_output(f"sha256sum {' '.join(WATCHED)}"), main_pid(host)
 
 
-def test_second_apply_changes_nothing(sandbox):
+def test_second_apply_changes_nothing(sandbox, recette):
+    deployed = head(recette)  # the deploy script moved it: pyinfra must leave it there
     result = sandbox.apply()
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     assert changed_operations(output) == 0, output[-5000:]
+    assert head(recette) == deployed
+
+
+def test_sandbox_up_on_a_running_sandbox_keeps_it(sandbox):
+    pids = {name: (STATE_DIR / f"{name}.pid").read_text() for name in HOSTS}
+    subprocess.run(["bash", str(SANDBOX_SCRIPT), "up"], check=True, timeout=300)
+    assert {name: (STATE_DIR / f"{name}.pid").read_text() for name in HOSTS} == pids
+    for name in HOSTS:
+        sandbox.wait_healthy(name)
 
 
 def test_dry_run_shows_the_diff_changes_nothing_and_hides_secrets(sandbox, recette):
