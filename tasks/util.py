@@ -1,4 +1,4 @@
-"""What the task modules share: a psql fact, a guarded command and a secret-safe template.
+"""What the task modules share: facts, a guarded command, template installs (secret-safe).
 
 Facts here are read when an operation runs (pyinfra 3 re-evaluates operations at execution),
 so a check on something an earlier operation installs sees the real state.
