@@ -278,17 +278,37 @@ cmd_up() {
     done
 }
 
+# Processes running inside a container: exactly those in its network namespace.
+container_pids() {
+    ip netns pids "$(netns_of "$1")" 2>/dev/null || true
+}
+
+wait_gone() {
+    local seconds=$1 name=$2
+    for _ in $(seq $((seconds * 2))); do
+        if ! is_running "$name" && [[ -z "$(container_pids "$name")" ]]; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    return 1
+}
+
 stop_container() {
     local name=$1 pid
-    pid=$(cat "$(pidfile_of "$name")" 2>/dev/null) || return 0
-    if is_running "$name"; then
+    pid=$(cat "$(pidfile_of "$name")" 2>/dev/null) || pid=""
+    if [[ -n "$pid" ]] && is_running "$name"; then
         log "$name: powering off"
         kill -TERM "$pid" # nspawn asks the container's systemd to power off
-        for _ in $(seq 60); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.5
-        done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    fi
+    if ! wait_gone 60 "$name"; then
+        # A shutdown that hangs: kill what runs in the container, then nspawn itself.
+        log "$name: did not power off in 60s, killing its processes"
+        container_pids "$name" | xargs -r kill -KILL
+        if [[ -n "$pid" ]] && is_running "$name"; then
+            kill -KILL "$pid"
+        fi
+        wait_gone 10 "$name" || log "WARNING: $name: processes left: $(container_pids "$name")"
     fi
     rm -f "$(pidfile_of "$name")"
 }
