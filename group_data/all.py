@@ -49,13 +49,13 @@ oca_france_repo_url = os.environ.get(  # app repository; the sandbox points it a
     "OCA_FRANCE_APP_REPO", "https://github.com/oca-france/oca-france-custom"
 )
 oca_france_branch = "18.0"  # branch cloned by the first apply and followed by recette
-oca_france_dir = "/home/odoo/oca-france"  # the checkout; its .venv is created by `uv sync`
+oca_france_dir = f"{odoo_home}/oca-france"  # the checkout; its .venv is created by `uv sync`
 oca_france_python = "/usr/bin/python3"  # interpreter uv builds the venv with (no downloads)
 oca_france_service = "odoo-oca-france.service"  # systemd unit running the server
-odoo_data_dir = "/home/odoo/.local/share/Odoo"  # Odoo data_dir: filestore and sessions
-odoo_config_path = "/home/odoo/.odoorc"  # the server's config file (mode 0640, holds secrets)
-odoo_dumps_dir = "/home/odoo/.odoo_dumps"  # safety backups and production data for restores
-odoo_scripts_dir = "/home/odoo/scripts"  # deploy and helper scripts
+odoo_data_dir = f"{odoo_home}/.local/share/Odoo"  # Odoo data_dir: filestore and sessions
+odoo_config_path = f"{odoo_home}/.odoorc"  # the server's config file (mode 0640, holds secrets)
+odoo_dumps_dir = f"{odoo_home}/.odoo_dumps"  # safety backups and production data for restores
+odoo_scripts_dir = f"{odoo_home}/scripts"  # deploy and helper scripts
 odoo_db_name = None  # database name: set per environment (oca-france-<environment>)
 odoo_init_modules = ["oca_france_all"]  # modules installed when the database is created
 odoo_addons_subdirs = ["addons"]  # addons paths, relative to the checkout

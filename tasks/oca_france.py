@@ -8,7 +8,7 @@ from pyinfra.facts.files import Directory
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.render import odoo_command
+from tasks.render import backup_dir, odoo_command, production_data_dir
 from tasks.util import (
     command_succeeds,
     database_exists,
@@ -34,8 +34,8 @@ files.directory(
 
 for path, mode in (
     (data.odoo_dumps_dir, "700"),
-    (f"{data.odoo_dumps_dir}/before-deploy", "700"),
-    (f"{data.odoo_dumps_dir}/production-data", "700"),
+    (backup_dir(data), "700"),
+    (production_data_dir(data), "700"),
     (data.odoo_data_dir, "700"),
 ):
     files.directory(

@@ -32,6 +32,27 @@ def odoo_url(data) -> str:
     return f"http://{'127.0.0.1' if listen == '0.0.0.0' else listen}:{data.odoo_http_port}"
 
 
+# Below odoo_dumps_dir: what the deploy script, the auto-deploy script and the tasks share.
+def backup_dir(data) -> str:
+    """The deploy's safety backups."""
+    return f"{data.odoo_dumps_dir}/before-deploy"
+
+
+def production_data_dir(data) -> str:
+    """Production dumps that `deploy --restore` loads (recette)."""
+    return f"{data.odoo_dumps_dir}/production-data"
+
+
+def deploy_lock_file(data) -> str:
+    """One deploy at a time: the deploy and auto-deploy scripts both take this lock."""
+    return f"{data.odoo_dumps_dir}/.deploy.lock"
+
+
+def auto_deploy_state_file(data) -> str:
+    """Where odoo-auto-deploy keeps the last origin commit it saw."""
+    return f"{data.odoo_dumps_dir}/.auto-deploy-last-commit"
+
+
 def odoorc_vars(data) -> dict:
     return {
         "admin_password": data.odoo_admin_password,
@@ -76,7 +97,9 @@ def deploy_vars(data) -> dict:
         "checkout": data.oca_france_dir,
         "service": data.oca_france_service,
         "data_dir": data.odoo_data_dir,
-        "dumps_dir": data.odoo_dumps_dir,
+        "backup_dir": backup_dir(data),
+        "production_data_dir": production_data_dir(data),
+        "lock_file": deploy_lock_file(data),
         "backups_kept": data.deploy_backups_kept,
         "restore_allowed": data.deploy_restore_allowed,
         "ref_pattern": data.deploy_ref_pattern,
@@ -89,18 +112,13 @@ def deploy_vars(data) -> dict:
     }
 
 
-def auto_deploy_state_file(data) -> str:
-    """Where odoo-auto-deploy keeps the last origin commit it saw."""
-    return f"{data.odoo_dumps_dir}/.auto-deploy-last-commit"
-
-
 def automation_vars(data, calendar: str | None = None) -> dict:
     return {
         "state_file": auto_deploy_state_file(data),
         "odoo_user": data.odoo_user,
         "branch": data.oca_france_branch,
         "checkout": data.oca_france_dir,
-        "dumps_dir": data.odoo_dumps_dir,
+        "lock_file": deploy_lock_file(data),
         "scripts_dir": data.odoo_scripts_dir,
         "calendar": calendar,
     }
