@@ -84,17 +84,24 @@ def odoo_main(argv: Sequence[str] | None = None) -> int:
 
 
 def initdb_main(argv: Sequence[str] | None = None) -> int:
-    """``click-odoo-initdb -c CONFIG -n DB -m MOD1,MOD2 --no-demo``."""
+    """``click-odoo-initdb -c CONFIG -n DB -m MOD1,MOD2 --no-demo [--cache|--no-cache]``."""
     prog = "click-odoo-initdb"
     parser = _parser(prog, "Stand-in for click-odoo-initdb, used by the tests.")
     parser.add_argument("-n", "--new-database", required=True, help="database to create")
     parser.add_argument("-m", "--modules", required=True, help="comma-separated modules")
     # Demo data does not exist here: the flag is accepted because the deploy passes it.
     parser.add_argument("--no-demo", action="store_true", help="accepted; there is no demo data")
+    parser.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="use (and fill) the cache of template databases, like click-odoo-initdb"
+        " (default: --cache)",
+    )
     options = parser.parse_args(argv)
     loaded = _load(prog, options.config)
     modules = [name.strip() for name in options.modules.split(",") if name.strip()]
-    return _run(prog, lambda: commands.initdb(loaded, options.new_database, modules))
+    return _run(prog, lambda: commands.initdb(loaded, options.new_database, modules, options.cache))
 
 
 def update_main(argv: Sequence[str] | None = None) -> int:

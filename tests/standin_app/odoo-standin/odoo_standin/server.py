@@ -8,6 +8,7 @@ import socketserver
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg2
@@ -25,10 +26,11 @@ class _Stop(Exception):
 
 def serve(config: Config, dbname: str | None) -> None:
     """Prepare the database, load the installed addons, then serve until SIGTERM."""
+    paths = addons.search_path(config.addons_path)
     if not dbname:
         _logger.warning("no db_name configured: /web/login answers 503")
     elif db.database_exists(config, dbname):
-        _prepare(config, dbname)
+        _prepare(config, dbname, paths)
     else:
         _logger.warning("database %s does not exist yet: /web/login answers 503", dbname)
     server = StandinServer((config.http_interface, config.http_port), config, dbname)
@@ -47,16 +49,16 @@ def _raise_stop(signum, frame) -> None:
     raise _Stop()
 
 
-def _prepare(config: Config, dbname: str) -> None:
+def _prepare(config: Config, dbname: str, paths: list[Path]) -> None:
     with db.transaction(config, dbname) as cr:
         db.ensure_schema(cr)
         # [ir.config_parameter] of the config file wins over the database at each start.
         for key, value in config.config_parameters.items():
             db.set_param(cr, key, value)
         installed = list(db.installed_modules(cr))
-    to_load = addons.installed_in_order(config.addons_path, installed)
+    to_load = addons.installed_in_order(paths, installed)
     try:
-        addons.import_all(config.addons_path, to_load)
+        addons.import_all(to_load)
     except StandinError:
         _logger.exception("cannot load the installed addons")
         raise

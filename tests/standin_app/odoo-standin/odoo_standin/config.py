@@ -95,8 +95,8 @@ def _from_options(options: configparser.SectionProxy, parameters: dict[str, str]
         db_password=_value(options.get("db_password")),
         db_name=_value(options.get("db_name")),
         data_dir=Path(data_dir) if data_dir else defaults.data_dir,
-        # Unset addons_path: the "addons" directory of the working directory.
-        addons_path=_split_paths(addons_path or "addons"),
+        # Unset addons_path: only the addons installed in the odoo.addons namespace.
+        addons_path=_split_paths(addons_path or ""),
         http_interface=_value(options.get("http_interface")) or defaults.http_interface,
         http_port=_int("http_port", options.get("http_port"), defaults.http_port),
         logfile=Path(logfile) if logfile else None,

@@ -66,9 +66,28 @@ def database_exists(config: Config, dbname: str) -> bool:
     return bool(rows)
 
 
-def create_database(config: Config, dbname: str) -> None:
-    query = sql.SQL("CREATE DATABASE {} TEMPLATE template1").format(sql.Identifier(dbname))
+def create_database(config: Config, dbname: str, template: str = "template1") -> None:
+    query = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+        sql.Identifier(dbname), sql.Identifier(template)
+    )
     _maintenance(config, query)
+
+
+def rename_database(config: Config, old: str, new: str) -> None:
+    query = sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+        sql.Identifier(old), sql.Identifier(new)
+    )
+    _maintenance(config, query)
+
+
+def databases_like(config: Config, pattern: str) -> list[str]:
+    """Names matching the LIKE ``pattern``, greatest first."""
+    rows = _maintenance(
+        config,
+        "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY datname DESC",
+        (pattern,),
+    )
+    return [row[0] for row in rows]
 
 
 def drop_database(config: Config, dbname: str) -> None:
