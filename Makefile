@@ -12,6 +12,10 @@ PYINFRA_ARGS ?=
 DEPLOY := inventory.py deploy.py
 SANDBOX := bash tests/sandbox/sandbox.sh
 SANDBOX_ENV := /var/lib/oca-france-sandbox/env
+# Sandbox-only group data (the wkhtmltopdf .deb of the Debian 13 host), see tests/sandbox.
+SANDBOX_GROUP_DATA := /var/lib/oca-france-sandbox/group_data
+# System packages a target needs: installed when missing (root), else the command to run.
+DEPS := bash tests/system-deps.sh
 
 .PHONY: help setup apply-recette apply-prod diff-recette diff-prod lint test sandbox \
 	sandbox-down bench
@@ -24,7 +28,9 @@ $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
 	$(CURDIR)/.tools/bin/pip install --quiet uv==$(UV_VERSION)
 
-setup: $(UV) ## Install uv (if missing) and the locked Python dependencies
+setup: ## Install the system packages, uv (if missing) and the locked Python dependencies
+	$(DEPS) setup
+	$(MAKE) --no-print-directory $(UV)
 	$(UV) sync --locked
 
 apply-recette: setup ## Apply the configuration to recette
@@ -44,20 +50,25 @@ diff-prod: setup ## Dry run on prod: show what would change (changes nothing)
 	$(PYINFRA) --dry --diff $(DEPLOY) --limit prod $(PYINFRA_ARGS)
 
 lint: setup ## ruff, shellcheck and bash -n on the scripts
+	$(DEPS) lint
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked pytest -q tests/test_static.py -k "shellcheck or bash_syntax"
 
 test: setup ## All tests: static checks, then the end-to-end suite on the sandbox (root)
+	$(DEPS) test
 	$(UV) run --locked pytest -v
 
 sandbox: setup ## Boot the local sandbox containers (root) and apply deploy.py to both
+	$(DEPS) sandbox
 	$(SANDBOX) up
-	set -a && source $(SANDBOX_ENV) && set +a && $(PYINFRA) -y $(DEPLOY) $(PYINFRA_ARGS)
+	set -a && source $(SANDBOX_ENV) && set +a && \
+		$(PYINFRA) -y $(DEPLOY) --group-data $(SANDBOX_GROUP_DATA) $(PYINFRA_ARGS)
 	$(SANDBOX) info
 
 sandbox-down: ## Tear the sandbox down (containers, network namespaces, nftables table)
 	$(SANDBOX) down
 
 bench: setup ## Print timings: rootfs build, first apply, no-op re-apply, whole suite
+	$(DEPS) bench
 	$(UV) run --locked python tests/benchmark.py $(ARGS)

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Local stand-ins for the two LXD containers: Debian 12 booted by systemd-nspawn (systemd as
-# PID 1), each in its own network namespace, reachable over SSH with a throwaway key.
+# Local stand-ins for the two LXD containers, booted by systemd-nspawn (systemd as PID 1):
+# recette on Debian 13, prod on Debian 12, each in its own network namespace, reachable over
+# SSH with a throwaway key.
 #
-#   sandbox.sh up     build (cached) and boot both containers; idempotent
-#   sandbox.sh rootfs only build the rootfs tarball (if missing)
-#   sandbox.sh info   how to reach each Odoo and each container
-#   sandbox.sh down   stop the containers, remove namespaces, veths and the nftables table
+#   sandbox.sh up                build (cached) and boot both containers; idempotent
+#   sandbox.sh rootfs            only build the rootfs tarballs (if missing)
+#   sandbox.sh check-rootfs DIR  refuse a rootfs whose / is not 0755 root:root
+#   sandbox.sh info              how to reach each Odoo and each container
+#   sandbox.sh down              stop the containers, remove namespaces, veths, nftables table
 #
 # Containers reach only the package registries (apt, PyPI), through an nftables masquerade
 # restricted to those addresses on ports 80/443. Needs root.
@@ -15,7 +17,6 @@ PROJECT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 readonly PROJECT_DIR
 readonly STATE_DIR="${SANDBOX_STATE_DIR:-/var/lib/oca-france-sandbox}"
 readonly CACHE_DIR="${SANDBOX_CACHE_DIR:-/var/cache/oca-france-sandbox}"
-readonly ROOTFS_TARBALL="$CACHE_DIR/debian-bookworm-rootfs.tar.gz"
 readonly DEBIAN_MIRROR="http://deb.debian.org/debian"
 readonly NFT_TABLE="oca_france_sandbox"
 readonly SUBNET="10.231.0.0/16"
@@ -25,8 +26,14 @@ readonly APP_ORIGIN_IN_CONTAINER="/srv/app-origin.git"
 readonly REGISTRY_HOSTS="deb.debian.org pypi.org files.pythonhosted.org"
 readonly ODOO_PORT=8069
 
-# name  index (10.231.<index>.0/30: .1 host side, .2 container)
-readonly CONTAINERS=("oca-france-recette 1" "oca-france-prod 2")
+# name  index (10.231.<index>.0/30: .1 host side, .2 container)  Debian suite
+readonly CONTAINERS=("oca-france-recette 1 trixie" "oca-france-prod 2 bookworm")
+# Sandbox-only group data (pyinfra --group-data): what the sandbox's hosts need and real
+# hosts get elsewhere. Today: the wkhtmltopdf .deb for Debian 13, which has no package.
+readonly GROUP_DATA_DIR="$STATE_DIR/group_data"
+readonly DEBS_DIR="$STATE_DIR/debs"
+readonly DEBS_IN_CONTAINER="/srv/sandbox-debs"
+readonly WKHTMLTOX_TEST_DEB="wkhtmltox_0.12.6.1-3~sandbox_all.deb"
 
 log() {
     printf '%s sandbox: %s\n' "$(date '+%H:%M:%S')" "$*" >&2
@@ -38,7 +45,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 container_ip() { echo "10.231.$1.2"; }
@@ -47,6 +54,7 @@ netns_of() { echo "ocasb-$1"; }
 # veth names are limited to 15 characters
 veth_of() { echo "vocasb$1"; }
 rootfs_of() { echo "$STATE_DIR/rootfs/$1"; }
+tarball_of() { echo "$CACHE_DIR/debian-$1-rootfs.tar.gz"; }
 pidfile_of() { echo "$STATE_DIR/$1.pid"; }
 
 is_running() {
@@ -56,34 +64,51 @@ is_running() {
 }
 
 install_host_packages() {
-    local missing=()
-    command -v debootstrap >/dev/null || missing+=(debootstrap)
-    command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
-    command -v nft >/dev/null || missing+=(nftables)
-    command -v ssh >/dev/null || missing+=(openssh-client)
-    command -v git >/dev/null || missing+=(git)
-    command -v ip >/dev/null || missing+=(iproute2)
-    if ((${#missing[@]})); then
-        log "installing ${missing[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    fi
+    bash "$PROJECT_DIR/tests/system-deps.sh" sandbox
 }
 
-# Debian 12 minbase plus what a fresh LXD image has: systemd, dbus, sshd, sudo.
-# polkitd is left out (debootstrap cannot resolve its logind dependency): the deploy installs it.
+# Debian minbase plus what a fresh LXD image has: systemd, dbus, sshd, sudo. polkitd is left
+# out (debootstrap cannot resolve its logind dependency): the deploy installs it. The .debs
+# are kept (--cache-dir), the rootfs itself is built from nothing.
 build_rootfs_tarball() {
-    [[ -s "$ROOTFS_TARBALL" ]] && return 0
-    log "building the Debian 12 rootfs (debootstrap, cached in $ROOTFS_TARBALL)"
-    local tmp
-    tmp=$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")
-    debootstrap --variant=minbase \
+    local suite=$1 tarball tmp
+    tarball=$(tarball_of "$suite")
+    [[ -s "$tarball" ]] && return 0
+    log "building the Debian $suite rootfs (debootstrap, cached in $tarball)"
+    mkdir -p "$CACHE_DIR/debootstrap-debs/$suite"
+    tmp=$(mktemp -d "$CACHE_DIR/rootfs-$suite.XXXXXX")
+    # mktemp makes it 0700: as the container's /, it would keep every user but root out.
+    chmod 755 "$tmp"
+    debootstrap --variant=minbase --cache-dir="$CACHE_DIR/debootstrap-debs/$suite" \
         --include=systemd-sysv,dbus,openssh-server,ca-certificates,iproute2,sudo \
-        bookworm "$tmp" "$DEBIAN_MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 \
-        || { rm -rf "$tmp"; die "debootstrap failed, see $CACHE_DIR/debootstrap.log"; }
+        "$suite" "$tmp" "$DEBIAN_MIRROR" >"$CACHE_DIR/debootstrap-$suite.log" 2>&1 \
+        || { rm -rf "$tmp"; die "debootstrap $suite failed, see $CACHE_DIR/debootstrap-$suite.log"; }
+    check_rootfs "$tmp" || { rm -rf "$tmp"; exit 1; }
     rm -f "$tmp"/etc/ssh/ssh_host_*
-    tar -C "$tmp" -czf "$ROOTFS_TARBALL.partial" .
-    mv "$ROOTFS_TARBALL.partial" "$ROOTFS_TARBALL"
+    tar -C "$tmp" -czf "$tarball.partial" .
+    mv "$tarball.partial" "$tarball"
     rm -rf "$tmp"
+}
+
+# Both suites at once: debootstrap mostly waits on downloads and dpkg.
+build_rootfs_tarballs() {
+    local entry name index suite pids=() pid status=0
+    for suite in $(for entry in "${CONTAINERS[@]}"; do echo "${entry##* }"; done | sort -u); do
+        build_rootfs_tarball "$suite" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" || status=1
+    done
+    ((status == 0)) || die "could not build the rootfs tarballs"
+}
+
+# A / that is not 0755 root:root lets no user but root run anything (sudo -u fails at once).
+check_rootfs() {
+    local dir=$1 owner
+    owner=$(stat -c '%a %U:%G' "$dir") || die "$dir: no such rootfs"
+    [[ "$owner" == "755 root:root" ]] \
+        || die "$dir: its / is $owner, must be 755 root:root; rebuild it (make sandbox-down; rm $CACHE_DIR/debian-*-rootfs.tar.gz)"
 }
 
 # The test application, as a git repository with branch 18.0 (tests push more commits to it).
@@ -92,7 +117,9 @@ build_app_origin() {
     log "creating the app origin repository from tests/standin_app"
     local work
     work=$(mktemp -d)
-    tar -C "$APP_SOURCE" --exclude=.venv --exclude=__pycache__ -cf - . | tar -C "$work" -xf -
+    # The files git would commit (so no .venv, build/ or caches), as a clone would have them.
+    git -C "$APP_SOURCE" ls-files -z --cached --others --exclude-standard . \
+        | tar -C "$APP_SOURCE" --null -T - -cf - | tar -C "$work" -xf -
     git -C "$work" init -q -b 18.0
     git -C "$work" add -A
     git -C "$work" -c user.name=sandbox -c user.email=sandbox@localhost \
@@ -158,13 +185,20 @@ setup_network() {
 # What a real host has and a rootfs lacks: its own host keys, our key, apt sources. Plus
 # what only this sandbox needs: registry addresses (no DNS), the proxy's CA for pip and uv.
 prepare_rootfs() {
-    local name=$1 index=$2 rootfs
+    local name=$1 suite=$2 rootfs
     rootfs=$(rootfs_of "$name")
-    [[ -d "$rootfs" ]] && return 0
-    log "$name: unpacking the rootfs"
-    mkdir -p "$rootfs"
-    tar -C "$rootfs" -xzf "$ROOTFS_TARBALL"
+    if [[ ! -d "$rootfs" ]]; then
+        log "$name: unpacking the Debian $suite rootfs"
+        mkdir -p "$rootfs"
+        tar -C "$rootfs" -xzf "$(tarball_of "$suite")"
+        configure_rootfs "$name" "$suite" "$rootfs"
+    fi
+    check_rootfs "$rootfs"
+}
 
+configure_rootfs() {
+    local name=$1 suite=$2 rootfs=$3
+    [[ -n "$rootfs" && "$rootfs" != / ]] || die "refusing to configure '$rootfs' as a rootfs"
     echo "$name" >"$rootfs/etc/hostname"
     {
         echo "127.0.0.1 localhost"
@@ -172,11 +206,12 @@ prepare_rootfs() {
         registry_addresses
     } >"$rootfs/etc/hosts"
     : >"$rootfs/etc/resolv.conf"
-    cat >"$rootfs/etc/apt/sources.list" <<EOF
-deb $DEBIAN_MIRROR bookworm main
-deb $DEBIAN_MIRROR bookworm-updates main
-deb http://deb.debian.org/debian-security bookworm-security main
-EOF
+    rm -f "$rootfs/etc/apt/sources.list.d/debian.sources"
+    cat >"$rootfs/etc/apt/sources.list" <<SOURCES
+deb $DEBIAN_MIRROR $suite main
+deb $DEBIAN_MIRROR $suite-updates main
+deb http://deb.debian.org/debian-security $suite-security main
+SOURCES
 
     ssh-keygen -q -t ed25519 -N "" -C "root@$name" -f "$rootfs/etc/ssh/ssh_host_ed25519_key"
     install -d -m 700 "$rootfs/root/.ssh"
@@ -192,7 +227,50 @@ EOF
     printf 'system-certs = true\n' >"$rootfs/etc/uv/uv.toml"
     # The origin is bind-mounted from the host and owned by root there.
     printf '[safe]\n\tdirectory = %s\n' "$APP_ORIGIN_IN_CONTAINER" >"$rootfs/etc/gitconfig"
-    mkdir -p "$rootfs$APP_ORIGIN_IN_CONTAINER" "$CACHE_DIR/apt/$name/partial"
+    mkdir -p "$rootfs$APP_ORIGIN_IN_CONTAINER" "$rootfs$DEBS_IN_CONTAINER" \
+        "$CACHE_DIR/apt/$name/partial"
+}
+
+# Debian 13 has no wkhtmltopdf package, and the patched build's .deb (GitHub) is out of reach
+# here. The sandbox builds a test package in its place, NOT wkhtmltopdf: the patched build's
+# package name (wkhtmltox), a script that only prints a version. It lets the tests run the
+# real install path (download by URL, sha256 check, dpkg) on the Debian 13 host.
+build_wkhtmltox_test_deb() {
+    local deb="$DEBS_DIR/$WKHTMLTOX_TEST_DEB" pkg
+    [[ -s "$deb" ]] && return 0
+    pkg=$(mktemp -d)
+    install -d "$pkg/DEBIAN" "$pkg/usr/local/bin"
+    cat >"$pkg/DEBIAN/control" <<CONTROL
+Package: wkhtmltox
+Version: 0.12.6.1-3~sandbox
+Architecture: all
+Maintainer: infra-oca-france sandbox <root@localhost>
+Description: sandbox test package standing in for the patched wkhtmltopdf build
+ NOT wkhtmltopdf: built by tests/sandbox/sandbox.sh so that the tests exercise the install
+ of the patched build's .deb (URL + sha256) where the real one cannot be downloaded.
+CONTROL
+    printf '#!/bin/sh\n# Sandbox test package: NOT wkhtmltopdf. Renders nothing.\n%s\n' \
+        'echo "wkhtmltopdf 0.12.6.1 (sandbox test package, not the real wkhtmltopdf)"' \
+        >"$pkg/usr/local/bin/wkhtmltopdf"
+    chmod 755 "$pkg/usr/local/bin/wkhtmltopdf"
+    mkdir -p "$DEBS_DIR"
+    dpkg-deb --root-owner-group --build "$pkg" "$deb" >/dev/null
+    rm -rf "$pkg"
+}
+
+write_group_data() {
+    local sha256
+    sha256=$(sha256sum "$DEBS_DIR/$WKHTMLTOX_TEST_DEB" | cut -d' ' -f1)
+    mkdir -p "$GROUP_DATA_DIR"
+    cat >"$GROUP_DATA_DIR/all.py" <<PYTHON
+"""Sandbox only: written by tests/sandbox/sandbox.sh, loaded with pyinfra --group-data on top
+of the project's group_data/ (matching keys are replaced)."""
+
+# Debian 13 has no wkhtmltopdf package: the sandbox's test .deb (NOT wkhtmltopdf) in its place.
+wkhtmltopdf_debs = {
+    "debian-13": {"url": "file://$DEBS_IN_CONTAINER/$WKHTMLTOX_TEST_DEB", "sha256": "$sha256"},
+}
+PYTHON
 }
 
 boot() {
@@ -204,6 +282,7 @@ boot() {
         --register=no --keep-unit --console=passive \
         --network-namespace-path="/run/netns/$(netns_of "$name")" \
         --bind-ro="$APP_ORIGIN:$APP_ORIGIN_IN_CONTAINER" \
+        --bind-ro="$DEBS_DIR:$DEBS_IN_CONTAINER" \
         --bind="$CACHE_DIR/apt/$name:/var/cache/apt/archives" \
         </dev/null >"$STATE_DIR/$name.console.log" 2>&1 &
     echo $! >"$(pidfile_of "$name")"
@@ -225,7 +304,7 @@ write_client_config() {
     : >"$STATE_DIR/ssh_config"
     : >"$STATE_DIR/known_hosts"
     for entry in "${CONTAINERS[@]}"; do
-        read -r name index <<<"$entry"
+        read -r name index _ <<<"$entry"
         cat >>"$STATE_DIR/ssh_config" <<EOF
 Host $name
     HostName $(container_ip "$index")
@@ -261,19 +340,21 @@ cmd_up() {
     chmod 700 "$STATE_DIR"
     [[ -f "$STATE_DIR/ip_forward.before" ]] || cat /proc/sys/net/ipv4/ip_forward >"$STATE_DIR/ip_forward.before"
     [[ -f "$STATE_DIR/id_ed25519" ]] || ssh-keygen -q -t ed25519 -N "" -C sandbox -f "$STATE_DIR/id_ed25519"
-    build_rootfs_tarball
+    build_rootfs_tarballs
     build_app_origin
+    build_wkhtmltox_test_deb
+    write_group_data
     setup_nftables
-    local entry name index
+    local entry name index suite
     for entry in "${CONTAINERS[@]}"; do
-        read -r name index <<<"$entry"
+        read -r name index suite <<<"$entry"
         setup_network "$name" "$index"
-        prepare_rootfs "$name" "$index"
+        prepare_rootfs "$name" "$suite"
         boot "$name" "$index"
     done
     write_client_config
     for entry in "${CONTAINERS[@]}"; do
-        read -r name index <<<"$entry"
+        read -r name index _ <<<"$entry"
         wait_for_ssh "$name" "$index"
     done
 }
@@ -317,7 +398,7 @@ cmd_down() {
     [[ $EUID -eq 0 ]] || die "run me as root"
     local entry name index
     for entry in "${CONTAINERS[@]}"; do
-        read -r name index <<<"$entry"
+        read -r name index _ <<<"$entry"
         stop_container "$name"
         ip link del "$(veth_of "$index")" 2>/dev/null || true
         ip netns del "$(netns_of "$name")" 2>/dev/null || true
@@ -334,7 +415,7 @@ cmd_info() {
     local entry name index
     echo "Sandbox containers (state in $STATE_DIR):"
     for entry in "${CONTAINERS[@]}"; do
-        read -r name index <<<"$entry"
+        read -r name index _ <<<"$entry"
         echo "  $name"
         echo "    Odoo:  http://$(container_ip "$index"):$ODOO_PORT/web/login"
         echo "    shell: ssh -F $STATE_DIR/ssh_config $name"
@@ -347,9 +428,14 @@ cmd_info() {
 case "${1:-}" in
     up) cmd_up ;;
     rootfs)
+        [[ $EUID -eq 0 ]] || die "run me as root (debootstrap)"
         install_host_packages
         mkdir -p "$CACHE_DIR"
-        build_rootfs_tarball
+        build_rootfs_tarballs
+        ;;
+    check-rootfs)
+        [[ -n "${2:-}" ]] || { usage >&2; exit 1; }
+        check_rootfs "$2"
         ;;
     down) cmd_down ;;
     info) cmd_info ;;
