@@ -5,6 +5,7 @@ pyinfra inventory.py deploy.py --limit recette   # or: make apply-recette
 
 from pyinfra import host, local
 
+local.include("tasks/preflight.py")  # stops the run before any change when the data cannot work
 local.include("tasks/common.py")
 local.include("tasks/odoo_base.py")
 local.include("tasks/oca_france.py")

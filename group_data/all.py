@@ -20,23 +20,46 @@ base_packages = [  # tools every host needs; acl lets pyinfra sudo to the unpriv
 ]
 system_locale = "fr_FR.UTF-8"  # generated locale, also the collation of PostgreSQL's template1
 
+# What differs between the releases a host may run, by "<ID>-<VERSION_ID>" of /etc/os-release.
+# An entry's keys override this file's for hosts of that release; a release not listed here
+# stops the apply before any change. python, postgresql and systemd_version are the release's
+# own (the end-to-end suite checks them on the sandbox's Debian hosts): the service unit uses
+# systemd_version; PostgreSQL is the release's, whatever its major; the app picks its Python.
+distributions = {
+    "debian-12": {"python": "3.11", "postgresql": 15, "systemd_version": 252},
+    "debian-13": {
+        "python": "3.13",
+        "postgresql": 17,
+        "systemd_version": 257,
+        "wkhtmltopdf_package": None,  # Debian 13 has none: set wkhtmltopdf_debs["debian-13"]
+    },
+    "ubuntu-24.04": {"python": "3.12", "postgresql": 16, "systemd_version": 255},
+}
+
 # --- PostgreSQL and the odoo account (tasks/odoo_base.py)
-postgresql_packages = ["postgresql", "postgresql-contrib"]  # distro PostgreSQL (15 on Debian 12)
+# The release's PostgreSQL (metapackage, any major). contrib (unaccent) is in the server package
+# since PostgreSQL 10: "postgresql-contrib" is only virtual on Debian 13, never "installed".
+postgresql_packages = ["postgresql"]
 odoo_user = "odoo"  # system user running Odoo; also its PostgreSQL role (peer authentication)
 odoo_home = "/home/odoo"  # home of odoo_user: checkout, scripts and dumps live below it
 polkit_packages = ["polkitd"]  # lets odoo start/stop/restart its own units without sudo
 uv_version = "0.13.9"  # uv pinned from PyPI (no snap in LXD containers)
 uv_install_dir = "/opt/uv"  # venv holding uv; /usr/local/bin/uv links to it
-wkhtmltopdf_package = "wkhtmltopdf"  # distro build, used when no patched-build URL is set
-wkhtmltopdf_deb_url = None  # URL of the patched-Qt .deb (wkhtmltopdf/packaging releases)
-wkhtmltopdf_deb_sha256 = None  # sha256 of that .deb; required with the URL
+# uv-managed Pythons (when no system Python matches the app's): outside uv's cache, so neither
+# `uv cache clean` nor a uv upgrade takes the venv's interpreter away.
+uv_python_install_dir = f"{odoo_home}/.local/share/uv/python"
+uv_python_preference = "system"  # a matching system Python first; else uv installs one
+wkhtmltopdf_package = "wkhtmltopdf"  # the release's package (None where the release has none)
+# Patched-Qt builds (wkhtmltopdf/packaging releases) by release, preferred to the package:
+# {"debian-13": {"url": "https://.../wkhtmltox_0.12.6.1-3.bookworm_amd64.deb", "sha256": "..."}}
+wkhtmltopdf_debs = {}
 odoo_system_packages = [  # libraries and headers Odoo's Python dependencies build against
     "build-essential",
     "python3-dev",
     "libpq-dev",
     "libxml2-dev",
     "libxslt1-dev",
-    "libldap2-dev",
+    "libldap-dev",  # libldap2-dev is only a transitional name
     "libsasl2-dev",
     "libjpeg-dev",
     "zlib1g-dev",
@@ -50,7 +73,6 @@ oca_france_repo_url = os.environ.get(  # app repository; the sandbox points it a
 )
 oca_france_branch = "18.0"  # branch cloned by the first apply and followed by recette
 oca_france_dir = f"{odoo_home}/oca-france"  # the checkout; its .venv is created by `uv sync`
-oca_france_python = "/usr/bin/python3"  # interpreter uv builds the venv with (no downloads)
 oca_france_service = "odoo-oca-france.service"  # systemd unit running the server
 odoo_data_dir = f"{odoo_home}/.local/share/Odoo"  # Odoo data_dir: filestore and sessions
 odoo_config_path = f"{odoo_home}/.odoorc"  # the server's config file (mode 0640, holds secrets)
@@ -58,7 +80,9 @@ odoo_dumps_dir = f"{odoo_home}/.odoo_dumps"  # safety backups and production dat
 odoo_scripts_dir = f"{odoo_home}/scripts"  # deploy and helper scripts
 odoo_db_name = None  # database name: set per environment (oca-france-<environment>)
 odoo_init_modules = ["oca_france_all"]  # modules installed when the database is created
-odoo_addons_subdirs = ["addons"]  # addons paths, relative to the checkout
+# Extra addons paths, relative to the checkout; each must exist. None by default: the app's
+# addons are installed into its venv and Odoo finds them in the odoo.addons namespace.
+odoo_addons_subdirs = []
 odoo_http_interface = "0.0.0.0"  # the LXD host's reverse proxy reaches it over the bridge
 odoo_http_port = 8069  # HTTP port of the server
 odoo_workers = 2  # prefork workers (0 = threaded mode)
@@ -81,11 +105,16 @@ odoo_modules_auto_install_disabled = [  # kept from auto-install (module_change_
 odoo_running_env = None  # server_environment's running_env: set per environment
 odoo_server_env_parameters = {}  # ir.config_parameter values forced by the server environment
 odoo_start_timeout = 120  # seconds the deploy waits for the health page after a start
+odoo_restart_sec = 10  # seconds between a crash and the service's restart
+odoo_restart_steps = 5  # with systemd >= 254: then longer waits, in this many steps...
+odoo_restart_max_delay_sec = 300  # ... up to this many seconds between restarts
 
 # How the deploy talks to Odoo: commands of the checkout's venv, run from the checkout.
-# {venv} {config} {db} {modules} {python} are filled in by tasks/util.py:odoo_command.
-odoo_sync_command = "uv sync --locked --python {python}"  # builds .venv from uv.lock
-odoo_initdb_command = "{venv}/bin/click-odoo-initdb -c {config} -n {db} -m {modules} --no-demo"
+# {venv} {config} {db} {modules} are filled in by tasks/render.py:odoo_command.
+odoo_sync_command = "uv sync --locked"  # builds .venv from uv.lock, with the Python the app asks
+odoo_initdb_command = (  # --no-cache: no cache-<date>-<hash> template database left behind
+    "{venv}/bin/click-odoo-initdb -c {config} -n {db} -m {modules} --no-demo --no-cache"
+)
 odoo_update_command = "{venv}/bin/click-odoo-update -c {config} -d {db} --i18n-overwrite"
 odoo_neutralize_command = "{venv}/bin/odoo neutralize -c {config} -d {db}"
 odoo_server_command = "{venv}/bin/odoo -c {config}"

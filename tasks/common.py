@@ -1,11 +1,14 @@
 """Base system: apt cache and upgrades, base packages, the fr_FR.UTF-8 locale."""
 
-from pyinfra import host
 from pyinfra.operations import apt, server
+
+from tasks.util import host_data
+
+data = host_data()
 
 apt_update = apt.update(
     name="Refresh the apt cache (at most once a day)",
-    cache_time=host.data.apt_cache_valid_time,
+    cache_time=data.apt_cache_valid_time,
 )
 
 apt.upgrade(
@@ -15,10 +18,10 @@ apt.upgrade(
 
 apt.packages(
     name="Install base packages",
-    packages=host.data.base_packages,
+    packages=data.base_packages,
 )
 
 server.locale(
-    name=f"Generate the {host.data.system_locale} locale",
-    locale=host.data.system_locale,
+    name=f"Generate the {data.system_locale} locale",
+    locale=data.system_locale,
 )

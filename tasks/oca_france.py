@@ -8,21 +8,27 @@ from pyinfra.facts.files import Directory
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.render import backup_dir, odoo_command, production_data_dir
+from tasks.render import (
+    backup_dir,
+    checked_addons_subdirs,
+    odoo_command,
+    production_data_dir,
+    uv_env,
+    venv_sync_command,
+)
 from tasks.util import (
     command_succeeds,
     database_exists,
+    host_data,
     install_template,
     psql_value,
     run_unless,
 )
 
-data = host.data
+data = host_data()
 odoo = data.odoo_user
 as_odoo = {"_sudo": True, "_sudo_user": odoo}
 checkout = data.oca_france_dir
-if not data.odoo_db_name:
-    raise ValueError("odoo_db_name must be set in the environment's group data")
 
 files.directory(
     name=f"Create {data.odoo_scripts_dir} (root-owned: odoo runs the scripts, cannot edit them)",
@@ -56,13 +62,32 @@ run_unless(
     **as_odoo,
 )
 
-sync_command = odoo_command(data, data.odoo_sync_command)
+# uv picks the Python the app asks for (.python-version, requires-python): a matching system
+# one, else one it installs under uv_python_install_dir.
+in_checkout = f"cd {checkout} && export {uv_env(data)} &&"
 run_unless(
     name="Sync the venv with uv.lock (uv sync --locked), when it differs",
-    done=lambda: command_succeeds(f"cd {checkout} && {sync_command} --check --offline", odoo),
-    command=f"cd {checkout} && {sync_command}",
+    done=lambda: command_succeeds(
+        f"{in_checkout} {data.odoo_sync_command} --check --offline", odoo
+    ),
+    command=f"{in_checkout} {venv_sync_command(data)}",
     **as_odoo,
 )
+
+addons_subdirs = checked_addons_subdirs(data)
+if addons_subdirs:
+    missing = " ".join(f"{checkout}/{sub}" for sub in addons_subdirs)
+    run_unless(
+        name=f"Check the extra addons paths exist ({', '.join(addons_subdirs)})",
+        done=lambda: all(
+            host.get_fact(Directory, path=f"{checkout}/{sub}") for sub in addons_subdirs
+        ),
+        # Only runs when one is missing: fail, naming it, before .odoorc points Odoo at it.
+        command=(
+            f"for dir in {missing}; do [ -d $dir ] || echo addons path does not exist: $dir"
+            " '(odoo_addons_subdirs)' >&2; done; exit 1"
+        ),
+    )
 
 odoorc = install_template(
     name=f"Write {data.odoo_config_path} (owner {odoo}, mode 0640)",

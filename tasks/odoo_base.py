@@ -1,11 +1,11 @@
 """What any Odoo host needs: PostgreSQL, the odoo account, polkit, uv, wkhtmltopdf, libraries."""
 
-from pyinfra import host
 from pyinfra.operations import apt, files, pip, postgres, server
 
-from tasks.util import install_template, psql_value, run_unless
+from tasks.render import wkhtmltopdf_source
+from tasks.util import host_data, install_template, psql_value, run_unless
 
-data = host.data
+data = host_data()
 
 # --- PostgreSQL
 apt.packages(
@@ -91,15 +91,14 @@ files.link(
 )
 
 # --- wkhtmltopdf (PDF reports) and the libraries Odoo's Python dependencies build against
-if data.wkhtmltopdf_deb_url:
-    if not data.wkhtmltopdf_deb_sha256:
-        raise ValueError("wkhtmltopdf_deb_url needs wkhtmltopdf_deb_sha256 in group data")
+wkhtmltopdf = wkhtmltopdf_source(data)
+if "deb" in wkhtmltopdf:
     wkhtmltopdf_deb = "/var/cache/wkhtmltopdf.deb"
     files.download(
-        name="Download the patched wkhtmltopdf build",
-        src=data.wkhtmltopdf_deb_url,
+        name="Download the patched wkhtmltopdf build (checked against its sha256)",
+        src=wkhtmltopdf["deb"],
         dest=wkhtmltopdf_deb,
-        sha256sum=data.wkhtmltopdf_deb_sha256,
+        sha256sum=wkhtmltopdf["sha256"],
     )
     apt.deb(
         name="Install the patched wkhtmltopdf build",
@@ -107,8 +106,8 @@ if data.wkhtmltopdf_deb_url:
     )
 else:
     apt.packages(
-        name="Install wkhtmltopdf (distro package)",
-        packages=[data.wkhtmltopdf_package],
+        name=f"Install wkhtmltopdf ({data.release} package {wkhtmltopdf['package']})",
+        packages=[wkhtmltopdf["package"]],
     )
 
 apt.packages(

@@ -8,11 +8,60 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from pyinfra.api.exceptions import DeployError
+
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 
 def template_path(name: str) -> str:
     return str(TEMPLATES_DIR / name)
+
+
+class ReleaseData:
+    """A host's data with the overrides of its release (data.distributions[release]) applied."""
+
+    def __init__(self, data, release: str):
+        if release not in data.distributions:
+            supported = ", ".join(sorted(data.distributions))
+            raise DeployError(
+                f"{release} is not a supported release (group_data/all.py distributions:"
+                f" {supported}); add it there with what differs"
+            )
+        self.release = release
+        self._data = data
+        self._overrides = data.distributions[release]
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._overrides:
+            return self._overrides[name]
+        return getattr(self._data, name)
+
+
+def wkhtmltopdf_source(data) -> dict:
+    """Where a host of this release gets wkhtmltopdf: {"deb": url, "sha256": ...} for the
+    patched build where configured, else {"package": name}; an error when neither exists."""
+    deb = data.wkhtmltopdf_debs.get(data.release)
+    if deb:
+        if not (deb.get("url") and deb.get("sha256")):
+            raise DeployError(f"wkhtmltopdf_debs[{data.release!r}] needs both url and sha256")
+        return {"deb": deb["url"], "sha256": deb["sha256"]}
+    if data.wkhtmltopdf_package:
+        return {"package": data.wkhtmltopdf_package}
+    raise DeployError(
+        f"{data.release} has no wkhtmltopdf package: set wkhtmltopdf_debs[{data.release!r}] ="
+        ' {"url": ..., "sha256": ...} (the patched build, wkhtmltopdf/packaging releases)'
+        " in group_data"
+    )
+
+
+def checked_addons_subdirs(data) -> list[str]:
+    """The extra addons paths, relative to the checkout, refused when they would leave it."""
+    for sub in data.odoo_addons_subdirs:
+        if not sub or sub.startswith("/") or ".." in Path(sub).parts:
+            raise DeployError(f"odoo_addons_subdirs: {sub!r} must be a path inside the checkout")
+    return list(data.odoo_addons_subdirs)
 
 
 def odoo_command(data, template: str) -> str:
@@ -22,8 +71,22 @@ def odoo_command(data, template: str) -> str:
         config=shlex.quote(data.odoo_config_path),
         db=shlex.quote(data.odoo_db_name),
         modules=shlex.quote(",".join(data.odoo_init_modules)),
-        python=shlex.quote(data.oca_france_python),
     )
+
+
+def uv_env(data) -> str:
+    """uv's settings for the odoo user's uv commands, as shell assignments."""
+    return (
+        f"UV_PYTHON_INSTALL_DIR={shlex.quote(data.uv_python_install_dir)}"
+        f" UV_PYTHON_PREFERENCE={shlex.quote(data.uv_python_preference)}"
+    )
+
+
+def venv_sync_command(data) -> str:
+    """Sync the venv until uv finds it up to date: an editable build that writes files the
+    app's cache-keys match (hatch-odoo's addon symlinks) is only stable after a second sync."""
+    sync = data.odoo_sync_command
+    return f"{sync} && {{ {sync} --check --offline >/dev/null 2>&1 || {sync}; }}"
 
 
 def odoo_url(data) -> str:
@@ -60,7 +123,7 @@ def odoorc_vars(data) -> dict:
         "db_name": data.odoo_db_name,
         "running_env": data.odoo_running_env,
         "data_dir": data.odoo_data_dir,
-        "addons_path": [f"{data.oca_france_dir}/{sub}" for sub in data.odoo_addons_subdirs],
+        "addons_path": [f"{data.oca_france_dir}/{sub}" for sub in checked_addons_subdirs(data)],
         "http_interface": data.odoo_http_interface,
         "http_port": data.odoo_http_port,
         "proxy_mode": data.odoo_proxy_mode,
@@ -84,6 +147,10 @@ def service_vars(data) -> dict:
         "odoo_user": data.odoo_user,
         "checkout": data.oca_france_dir,
         "server_command": odoo_command(data, data.odoo_server_command),
+        "restart_sec": data.odoo_restart_sec,
+        # RestartSteps and RestartMaxDelaySec appeared in systemd 254.
+        "restart_steps": data.odoo_restart_steps if data.systemd_version >= 254 else None,
+        "restart_max_delay_sec": data.odoo_restart_max_delay_sec,
     }
 
 
@@ -106,7 +173,9 @@ def deploy_vars(data) -> dict:
         "health_url": f"{url}/web/health?db_server_status=1",
         "login_url": f"{url}/web/login",
         "start_timeout": data.odoo_start_timeout,
-        "sync_command": odoo_command(data, data.odoo_sync_command),
+        "uv_env": uv_env(data),
+        "sync_command": venv_sync_command(data),
+        "addons_subdirs": checked_addons_subdirs(data),
         "neutralize_command": odoo_command(data, data.odoo_neutralize_command),
         "update_command": odoo_command(data, data.odoo_update_command),
     }

@@ -15,10 +15,22 @@ from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.api.util import get_template
 from pyinfra.facts.files import File, Sha1File
+from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import files
 from pyinfra.operations.util import files as file_utils
 
-from tasks.render import rendered_files, template_path
+from tasks.render import ReleaseData, rendered_files, template_path
+
+
+def host_release() -> str:
+    """The host's release as group_data's distributions names it: "<ID>-<VERSION_ID>"."""
+    meta = host.get_fact(LinuxDistribution)["release_meta"]
+    return f"{meta.get('ID', 'unknown')}-{meta.get('VERSION_ID', 'unknown')}"
+
+
+def host_data() -> ReleaseData:
+    """host.data with the overrides of the host's release applied: what the tasks read."""
+    return ReleaseData(host.data, host_release())
 
 
 class PsqlValue(FactBase):
@@ -111,7 +123,7 @@ def install_template(
 
     holds_secrets: write it with secret_template, so no diff or log ever shows its content.
     """
-    dest, variables = rendered_files(host.data)[template]
+    dest, variables = rendered_files(host_data())[template]
     write = secret_template if holds_secrets else files.template
     return write(
         name=name,

@@ -1,10 +1,10 @@
 """Timings of the sandbox and the suite, printed as a table (a benchmark, not a test).
 
-    sudo make bench            # rootfs cold and cached, first apply, no-op re-apply, suite
+    sudo make bench            # rootfs, applies per release, whole suite warm and cold
     sudo make bench ARGS=--no-suite
 
-The cold rootfs build uses a temporary cache, so the real cache is left alone. Replaces any
-running sandbox, and tears it down at the end.
+Cold means an empty cache: rootfs tarballs, debootstrap's and apt's .debs (a temporary
+cache, the real one is left alone). Replaces any running sandbox, tears it down at the end.
 """
 
 from __future__ import annotations
@@ -20,13 +20,16 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SANDBOX = ["bash", str(PROJECT_DIR / "tests" / "sandbox" / "sandbox.sh")]
 STATE_DIR = Path("/var/lib/oca-france-sandbox")
+PYINFRA = ["pyinfra", "-y", "inventory.py", "deploy.py", "--group-data", f"{STATE_DIR}/group_data"]
+# Sandbox host -> its release (tests/sandbox/sandbox.sh CONTAINERS).
+HOSTS = {"recette": "Debian 13", "prod": "Debian 12"}
 
 
 def timed(label: str, command: list[str], env: dict[str, str] | None = None) -> tuple[str, float]:
     start = time.monotonic()
     subprocess.run(command, cwd=PROJECT_DIR, env=env, check=True, stdout=subprocess.DEVNULL)
     seconds = time.monotonic() - start
-    print(f"  {label:<34} {seconds:7.1f} s", file=sys.stderr, flush=True)
+    print(f"  {label:<44} {seconds:7.1f} s", file=sys.stderr, flush=True)
     return label, seconds
 
 
@@ -38,23 +41,35 @@ def sandbox_env() -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-suite", action="store_true", help="skip the whole-suite timing")
+    parser.add_argument("--no-suite", action="store_true", help="skip the whole-suite timings")
     args = parser.parse_args()
-    pyinfra = ["pyinfra", "-y", "inventory.py", "deploy.py"]
     figures = []
 
     subprocess.run([*SANDBOX, "down"], check=True, stderr=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory(dir="/var/tmp") as cold_cache:
         env = {**os.environ, "SANDBOX_CACHE_DIR": cold_cache}
-        figures.append(timed("rootfs build, cold (debootstrap)", [*SANDBOX, "rootfs"], env))
+        label = "rootfs build, cold (both releases at once)"
+        figures.append(timed(label, [*SANDBOX, "rootfs"], env))
     try:
         figures.append(timed("sandbox up, cached rootfs", [*SANDBOX, "up"]))
-        figures.append(timed("first apply, both hosts", pyinfra, sandbox_env()))
-        figures.append(timed("no-op re-apply, both hosts", pyinfra, sandbox_env()))
+        for group, release in HOSTS.items():
+            limit = ["--limit", group]
+            figures.append(
+                timed(f"first apply, {group} ({release})", [*PYINFRA, *limit], sandbox_env())
+            )
+        for group, release in HOSTS.items():
+            limit = ["--limit", group]
+            label = f"no-op re-apply, {group} ({release})"
+            figures.append(timed(label, [*PYINFRA, *limit], sandbox_env()))
+        figures.append(timed("no-op re-apply, both hosts", PYINFRA, sandbox_env()))
     finally:
         subprocess.run([*SANDBOX, "down"], check=True, stderr=subprocess.DEVNULL)
     if not args.no_suite:
-        figures.append(timed("whole test suite (make test)", ["pytest", "-q"]))
+        figures.append(timed("whole test suite (make test), warm cache", ["pytest", "-q"]))
+        with tempfile.TemporaryDirectory(dir="/var/tmp") as cold_cache:
+            env = {**os.environ, "SANDBOX_CACHE_DIR": cold_cache}
+            label = "whole test suite (make test), cold cache"
+            figures.append(timed(label, ["pytest", "-q"], env))
 
     print("| step | seconds |\n|------|---------|")
     for label, seconds in figures:

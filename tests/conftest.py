@@ -39,6 +39,22 @@ def inventory():
     return load_inventory(TEST_SECRETS)
 
 
+RELEASES = ["debian-12", "debian-13", "ubuntu-24.04"]
+
+
+def release_data(inventory, host: str, release: str):
+    """A host's data as the tasks read it on a host of `release` (its overrides applied)."""
+    from tasks.render import ReleaseData
+
+    return ReleaseData(inventory.get_host(host).data, release)
+
+
 @pytest.fixture(scope="session", params=["oca-france-recette", "oca-france-prod"])
-def host_data(request, inventory):
-    return inventory.get_host(request.param).data
+def host_name(request):
+    return request.param
+
+
+@pytest.fixture(scope="session", params=RELEASES)
+def host_data(request, inventory, host_name):
+    """Each environment's data on each supported release (wkhtmltopdf aside, see test_static)."""
+    return release_data(inventory, host_name, request.param)

@@ -11,13 +11,24 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_DIR, TEST_SECRETS
+from conftest import PROJECT_DIR, RELEASES, TEST_SECRETS, release_data
+from pyinfra.api.exceptions import DeployError
 from pyinfra.api.util import get_template
 
-from tasks.render import rendered_files, template_path
+from tasks.render import ReleaseData, rendered_files, template_path, wkhtmltopdf_source
 
 SCRIPTS = ["deploy.sh.j2", "odoo-auto-deploy.sh.j2"]
-PROJECT_SCRIPTS = ["tests/sandbox/sandbox.sh", ".ci/run"]
+PROJECT_SCRIPTS = ["tests/sandbox/sandbox.sh", "tests/system-deps.sh", ".ci/run"]
+
+
+class With:
+    """Data with some values replaced, as `pyinfra --data key=value` would."""
+
+    def __init__(self, data, **values):
+        self._data, self._values = data, values
+
+    def __getattr__(self, name: str):
+        return self._values[name] if name in self._values else getattr(self._data, name)
 
 
 def render(data, name: str) -> str:
@@ -29,17 +40,19 @@ def rendered_scripts(inventory, tmp_path: Path) -> list[Path]:
     """Every host script, rendered for both environments, plus the project's own scripts."""
     paths = [PROJECT_DIR / script for script in PROJECT_SCRIPTS]
     for host in ("oca-france-recette", "oca-france-prod"):
-        data = inventory.get_host(host).data
-        for name in SCRIPTS:
-            if name in rendered_files(data):
-                path = tmp_path / f"{host}-{name.removesuffix('.j2')}"
-                path.write_text(render(data, name))
-                paths.append(path)
+        data = release_data(inventory, host, "debian-12")
+        variants = {"": data, "-extra-addons": With(data, odoo_addons_subdirs=["custom/addons"])}
+        for suffix, variant in variants.items():
+            for name in SCRIPTS:
+                if name in rendered_files(variant):
+                    path = tmp_path / f"{host}{suffix}-{name.removesuffix('.j2')}"
+                    path.write_text(render(variant, name))
+                    paths.append(path)
     return paths
 
 
 def test_every_template_is_used(inventory):
-    used = set(rendered_files(inventory.get_host("oca-france-recette").data))
+    used = set(rendered_files(release_data(inventory, "oca-france-recette", "debian-12")))
     on_disk = {path.name for path in (PROJECT_DIR / "templates").glob("*.j2")}
     assert on_disk == used
 
@@ -84,11 +97,103 @@ def test_unit_runs_the_server_from_the_venv(host_data):
     assert service["Restart"] == "on-failure"
     assert "ExecStartPre" not in service
     assert "postgresql.service" in unit["Unit"]["After"]
+    # Exponential back-off where systemd has it (>= 254), a fixed one elsewhere.
+    if host_data.systemd_version >= 254:
+        assert (service["RestartSteps"], service["RestartMaxDelaySec"]) == ("5", "300s")
+    else:
+        assert "RestartSteps" not in service and "RestartMaxDelaySec" not in service
+    assert service["RestartSec"] == "10s"
+
+
+def test_odoorc_addons_path_only_where_configured(host_data):
+    def options(data):
+        config = configparser.ConfigParser(interpolation=None)
+        config.read_string(render(data, "odoorc.j2"))
+        return config["options"]
+
+    assert "addons_path" not in options(host_data)  # the app's addons are in the venv
+    extra = With(host_data, odoo_addons_subdirs=["vendor/addons", "local"])
+    assert options(extra)["addons_path"] == (
+        "/home/odoo/oca-france/vendor/addons,/home/odoo/oca-france/local"
+    )
+    for outside in ("../elsewhere", "/srv/addons", ""):
+        with pytest.raises(DeployError, match="must be a path inside the checkout"):
+            render(With(host_data, odoo_addons_subdirs=[outside]), "odoorc.j2")
+
+
+@pytest.mark.parametrize(
+    ("release", "expected"),
+    [
+        ("debian-12", {"package": "wkhtmltopdf"}),
+        ("ubuntu-24.04", {"package": "wkhtmltopdf"}),
+        ("debian-13", None),  # no package: an error until a patched .deb is configured
+    ],
+)
+def test_wkhtmltopdf_comes_from_what_the_release_has(inventory, release, expected):
+    data = release_data(inventory, "oca-france-prod", release)
+    if expected is None:
+        with pytest.raises(DeployError, match=r"debian-13 has no wkhtmltopdf package.*wkhtml"):
+            wkhtmltopdf_source(data)
+    else:
+        assert wkhtmltopdf_source(data) == expected
+    deb = {"url": "https://example.invalid/wkhtmltox.deb", "sha256": "ab" * 32}
+    configured = With(data, wkhtmltopdf_debs={release: deb})
+    assert wkhtmltopdf_source(ReleaseData(configured, release)) == {
+        "deb": deb["url"],
+        "sha256": deb["sha256"],
+    }
+    without_sha = With(data, wkhtmltopdf_debs={release: {"url": deb["url"]}})
+    with pytest.raises(DeployError, match="needs both url and sha256"):
+        wkhtmltopdf_source(ReleaseData(without_sha, release))
+
+
+def test_ubuntu_2404_choices(inventory):
+    """Ubuntu 24.04 cannot boot here: its differences are data, rendered and checked."""
+    data = release_data(inventory, "oca-france-prod", "ubuntu-24.04")
+    assert (data.python, data.postgresql, data.systemd_version) == ("3.12", 16, 255)
+    assert wkhtmltopdf_source(data) == {"package": "wkhtmltopdf"}
+    unit = render(data, "odoo-oca-france.service.j2")
+    assert "RestartSteps=5\n" in unit and "RestartMaxDelaySec=300s\n" in unit
+    packages = data.base_packages + data.postgresql_packages + data.odoo_system_packages
+    # Names that are only virtual or transitional there: apt would "install" them every run.
+    assert not {"postgresql-contrib", "libldap2-dev"} & set(packages)
+    assert data.postgresql_packages == ["postgresql"]  # the release's major, whatever it is
+    # The app, not the host, picks Python: nothing in the data names an interpreter.
+    assert "python" not in data.odoo_sync_command
+
+
+def test_every_release_renders(inventory):
+    for release in RELEASES:
+        for host in ("oca-france-recette", "oca-france-prod"):
+            data = release_data(inventory, host, release)
+            for name in rendered_files(data):
+                assert render(data, name)
+
+
+def test_an_unknown_release_is_refused(inventory):
+    with pytest.raises(DeployError, match="debian-11 is not a supported release.*debian-12"):
+        release_data(inventory, "oca-france-prod", "debian-11")
+
+
+def test_no_postgresql_major_is_hard_coded():
+    """PostgreSQL is the release's (15, 16, 17): no task, template or data names a major."""
+    import re
+
+    pattern = re.compile(r"postgresql[-/ ]?1\d|/1\d/main|pg_ctlcluster 1\d|postgresql@1\d")
+    sources = [*PROJECT_DIR.glob("tasks/*.py"), *PROJECT_DIR.glob("templates/*.j2")]
+    sources += [*PROJECT_DIR.glob("group_data/*.py")]
+    found = [
+        f"{path.name}: {line.strip()}"
+        for path in sources
+        for line in path.read_text().splitlines()
+        if pattern.search(line.lower()) and not line.lstrip().startswith(("#", ";"))
+    ]
+    assert not found
 
 
 def test_only_recette_gets_the_deploy_timers(inventory):
-    recette = rendered_files(inventory.get_host("oca-france-recette").data)
-    prod = rendered_files(inventory.get_host("oca-france-prod").data)
+    recette = rendered_files(release_data(inventory, "oca-france-recette", "debian-12"))
+    prod = rendered_files(release_data(inventory, "oca-france-prod", "debian-12"))
     timers = {"odoo-auto-deploy.timer.j2", "odoo-weekly-deploy.timer.j2"}
     assert timers <= set(recette)
     assert not timers & set(prod)
@@ -126,7 +231,9 @@ console.log(JSON.stringify(cases.map(([user, unit, verb]) =>
 def test_polkit_rule_parses_and_allows_only_odoo_units(inventory, tmp_path):
     assert shutil.which("node"), "node is not installed (.ci/run installs it)"
     rule = tmp_path / "rule.js"
-    rule.write_text(render(inventory.get_host("oca-france-prod").data, "polkit-odoo.rules.j2"))
+    rule.write_text(
+        render(release_data(inventory, "oca-france-prod", "debian-12"), "polkit-odoo.rules.j2")
+    )
     check = subprocess.run(["node", "--check", str(rule)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
 

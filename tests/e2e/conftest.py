@@ -1,4 +1,5 @@
-"""The end-to-end suite's sandbox: two booted Debian 12 containers, configured by deploy.py.
+"""The end-to-end suite's sandbox: two booted containers, recette on Debian 13 and prod on
+Debian 12, configured by deploy.py.
 
 One sandbox for the whole session, started from scratch and torn down at the end, even when
 a test or the setup fails. Needs root (containers, network namespaces, nftables).
@@ -26,6 +27,9 @@ SANDBOX_SCRIPT = PROJECT_DIR / "tests" / "sandbox" / "sandbox.sh"
 STATE_DIR = Path(os.environ.get("SANDBOX_STATE_DIR", "/var/lib/oca-france-sandbox"))
 RECETTE, PROD = "oca-france-recette", "oca-france-prod"
 HOSTS = [RECETTE, PROD]
+RELEASE = {RECETTE: "debian-13", PROD: "debian-12"}
+# Sandbox-only group data, on top of the project's (the Debian 13 host's wkhtmltopdf .deb).
+GROUP_DATA = ["--group-data", str(STATE_DIR / "group_data")]
 DB = {RECETTE: "oca-france-recette", PROD: "oca-france-production"}
 DEPLOY = "/home/odoo/scripts/deploy"
 CHECKOUT = "/home/odoo/oca-france"
@@ -70,7 +74,7 @@ class Sandbox:
         )
 
     def apply(self, *args: str) -> subprocess.CompletedProcess:
-        return self.pyinfra("-y", "inventory.py", "deploy.py", *args)
+        return self.pyinfra("-y", "inventory.py", "deploy.py", *GROUP_DATA, *args)
 
     def make(self, target: str, **variables: str) -> subprocess.CompletedProcess:
         assignments = [f"{key}={value}" for key, value in variables.items()]
@@ -121,9 +125,14 @@ class Sandbox:
             time.sleep(1)
         pytest.fail(f"{name}: /web/health did not pass within {timeout}s")
 
+    @property
+    def origin(self) -> Path:
+        """The app's origin repository (the hosts see it as file:///srv/app-origin.git)."""
+        return STATE_DIR / "app-origin.git"
+
     def push_commit(self, branch: str, message: str, change) -> str:
         """Commit `change(worktree)` on top of origin's 18.0, push it to `branch`."""
-        origin = STATE_DIR / "app-origin.git"
+        origin = self.origin
         with tempfile.TemporaryDirectory() as work:
             git = ["git", "-C", work, "-c", "user.name=tests", "-c", "user.email=tests@localhost"]
             subprocess.run(["git", "clone", "-q", "-b", "18.0", str(origin), work], check=True)

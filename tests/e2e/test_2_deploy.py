@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .conftest import DB, PROD, RECETTE, deploy, head, main_pid, psql
 
-ADDON = Path("addons/oca_france_all")
+ADDON = Path("oca_france_all")  # addons sit at the repository root, as in the real app
 FILESTORE = "/home/odoo/.local/share/Odoo/filestore"
 
 

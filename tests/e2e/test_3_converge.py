@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import subprocess
 
-from .conftest import HOSTS, RECETTE, SANDBOX_SCRIPT, STATE_DIR, changed_operations, head, main_pid
+from .conftest import (
+    GROUP_DATA,
+    HOSTS,
+    RECETTE,
+    SANDBOX_SCRIPT,
+    STATE_DIR,
+    changed_operations,
+    head,
+    main_pid,
+)
 
 WATCHED = ["/home/odoo/.odoorc", "/home/odoo/scripts/deploy"]
 
@@ -35,7 +44,9 @@ def test_dry_run_shows_the_diff_changes_nothing_and_hides_secrets(sandbox, recet
     before = fingerprint(recette)
     result = sandbox.make(
         "diff-recette",
-        PYINFRA_ARGS="-vvv --data odoo_start_timeout=121 --data odoo_workers=3",
+        PYINFRA_ARGS=" ".join(
+            [*GROUP_DATA, "-vvv", "--data odoo_start_timeout=121 --data odoo_workers=3"]
+        ),
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
