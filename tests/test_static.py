@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -359,3 +360,67 @@ def test_dotenv_is_read_and_a_readable_one_is_flagged(tmp_path):
     result = pyinfra_in_copy(tmp_path, {}, "inventory.py", "debug-inventory", "--limit", "recette")
     assert result.returncode == 0
     assert "others can read it" not in result.stdout + result.stderr
+
+
+SANDBOX_SCRIPT = PROJECT_DIR / "tests" / "sandbox" / "sandbox.sh"
+DEPS_SCRIPT = PROJECT_DIR / "tests" / "system-deps.sh"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to own a directory as root")
+def test_sandbox_refuses_a_rootfs_whose_root_is_not_0755_root(tmp_path):
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    rootfs.chmod(0o700)  # what mktemp -d gives: every user but root locked out
+    check = ["bash", str(SANDBOX_SCRIPT), "check-rootfs", str(rootfs)]
+    refused = subprocess.run(check, capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert "its / is 700 root:root, must be 755 root:root" in refused.stderr
+    rootfs.chmod(0o755)
+    assert subprocess.run(check, capture_output=True, text=True).returncode == 0
+    os.chown(rootfs, 65534, 65534)
+    assert subprocess.run(check, capture_output=True, text=True).returncode == 1
+
+
+def test_each_make_target_names_the_system_packages_it_needs():
+    def listed(target: str) -> set[str]:
+        result = subprocess.run(
+            ["bash", str(DEPS_SCRIPT), "--list", target], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        return set(result.stdout.split())
+
+    assert {"shellcheck", "nodejs", "python3-venv"} <= listed("lint")
+    assert {"debootstrap", "systemd-container", "nftables", "dpkg-dev"} <= listed("sandbox")
+    assert listed("lint") | listed("sandbox") == listed("test") == listed("bench")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the script as another user")
+def test_a_missing_tool_stops_a_non_root_user_with_the_command_to_run():
+    # A PATH with what the script itself uses, but no shellcheck and no node; readable by
+    # nobody (pytest's tmp_path is not), with the system's tools (root's pyenv is not).
+    with tempfile.TemporaryDirectory() as tmp:
+        bin_dir = Path(tmp)
+        bin_dir.chmod(0o755)
+        for tool in ("bash", "date", "sed", "cut", "make", "git", "python3"):
+            (bin_dir / tool).symlink_to(shutil.which(tool, path="/usr/bin:/bin"))
+        result = nobody_runs(bin_dir, str(DEPS_SCRIPT), "lint")
+    assert result.returncode == 1, result.stderr
+    assert "make lint needs: shellcheck nodejs" in result.stderr
+    assert "Run: sudo apt-get install -y shellcheck nodejs" in result.stderr
+
+
+def nobody_runs(bin_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            shutil.which("setpriv"),
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            str(bin_dir / "bash"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(bin_dir)},
+    )

@@ -68,7 +68,8 @@ def test_app_requiring_python_313_deploys_on_debian_13_with_its_system_python(sa
 
 
 def fingerprint(host) -> tuple[str, str]:
-    return host.check_output("sha256sum /home/odoo/.odoorc /etc/systemd/system/*"), main_pid(host)
+    odoo_files = "/home/odoo/.odoorc /home/odoo/scripts/* /etc/systemd/system/odoo-*"
+    return host.check_output(f"sha256sum {odoo_files}"), main_pid(host)
 
 
 def test_a_missing_extra_addons_path_stops_the_apply(sandbox, prod):
