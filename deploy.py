@@ -13,5 +13,8 @@ local.include("tasks/oca_france.py")
 if host.data.recette_automation:
     local.include("tasks/recette_automation.py")
 
+if host.data.backup_enabled:
+    local.include("tasks/backups.py")
+
 if host.data.fail2ban_enabled:
     local.include("tasks/fail2ban.py")

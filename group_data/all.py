@@ -124,6 +124,16 @@ deploy_backups_kept = 10  # safety backups kept in before-deploy/ (older ones ar
 deploy_restore_allowed = False  # whether `deploy -R` may replace the data with production's
 deploy_ref_pattern = ""  # regex every deployed ref must match ("" = any ref)
 
+# --- Backups (tasks/backups.py): daily, while the site serves, kept grandfather-father-son
+backup_enabled = False  # the odoo-backup timer (production)
+backup_dir = f"{odoo_dumps_dir}/backups"  # one directory per backup: dump, filestore, manifest
+backup_calendar = "*-*-* 02:30:00"  # when the daily backup runs...
+backup_randomized_delay_sec = 1800  # ... plus up to this many seconds
+backup_lock_wait_sec = 3600  # how long a backup waits for a running deploy before failing
+backup_keep_daily = 7  # newest backup of each of the last N days that have one
+backup_keep_weekly = 4  # then of each of the N weeks before
+backup_keep_monthly = 3  # then of each of the N months before
+
 # --- Automation
 recette_automation = False  # auto-deploy on branch moves and weekly production refresh
 fail2ban_enabled = True  # fail2ban on sshd

@@ -193,6 +193,24 @@ def automation_vars(data, calendar: str | None = None) -> dict:
     }
 
 
+def backup_vars(data) -> dict:
+    return {
+        "db_name": data.odoo_db_name,
+        "odoo_user": data.odoo_user,
+        "data_dir": data.odoo_data_dir,
+        "backup_dir": data.backup_dir,
+        "checkout": data.oca_france_dir,
+        "lock_file": deploy_lock_file(data),
+        "lock_wait": data.backup_lock_wait_sec,
+        "scripts_dir": data.odoo_scripts_dir,
+        "keep_daily": data.backup_keep_daily,
+        "keep_weekly": data.backup_keep_weekly,
+        "keep_monthly": data.backup_keep_monthly,
+        "calendar": data.backup_calendar,
+        "randomized_delay_sec": data.backup_randomized_delay_sec,
+    }
+
+
 # Recette's timers: unit base name -> the data key of its calendar.
 RECETTE_TIMERS = {
     "odoo-auto-deploy": "auto_deploy_calendar",
@@ -226,6 +244,15 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
                     f"/etc/systemd/system/{timer}.{kind}",
                     automation_vars(data, calendar),
                 )
+    if data.backup_enabled:
+        variables = backup_vars(data)
+        files["odoo-backup.sh.j2"] = (f"{data.odoo_scripts_dir}/odoo-backup", variables)
+        files["odoo-backup-prune.py.j2"] = (
+            f"{data.odoo_scripts_dir}/odoo-backup-prune",
+            variables,
+        )
+        for kind in ("service", "timer"):
+            files[f"odoo-backup.{kind}.j2"] = (f"/etc/systemd/system/odoo-backup.{kind}", variables)
     if data.fail2ban_enabled:
         files["fail2ban-sshd.local.j2"] = ("/etc/fail2ban/jail.d/sshd.local", {})
     return files

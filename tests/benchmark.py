@@ -27,8 +27,13 @@ HOSTS = {"recette": "Debian 13", "prod": "Debian 12"}
 
 def timed(label: str, command: list[str], env: dict[str, str] | None = None) -> tuple[str, float]:
     start = time.monotonic()
-    subprocess.run(command, cwd=PROJECT_DIR, env=env, check=True, stdout=subprocess.DEVNULL)
+    result = subprocess.run(
+        command, cwd=PROJECT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     seconds = time.monotonic() - start
+    if result.returncode != 0:
+        sys.stderr.buffer.write(result.stdout[-5000:])
+        sys.exit(f"{label}: failed (exit {result.returncode})")
     print(f"  {label:<44} {seconds:7.1f} s", file=sys.stderr, flush=True)
     return label, seconds
 

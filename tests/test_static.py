@@ -18,7 +18,7 @@ from pyinfra.api.util import get_template
 
 from tasks.render import ReleaseData, rendered_files, template_path, wkhtmltopdf_source
 
-SCRIPTS = ["deploy.sh.j2", "odoo-auto-deploy.sh.j2"]
+SCRIPTS = ["deploy.sh.j2", "odoo-auto-deploy.sh.j2", "odoo-backup.sh.j2"]
 PROJECT_SCRIPTS = ["tests/sandbox/sandbox.sh", "tests/system-deps.sh", ".ci/run"]
 
 
@@ -54,6 +54,7 @@ def rendered_scripts(inventory, tmp_path: Path) -> list[Path]:
 
 def test_every_template_is_used(inventory):
     used = set(rendered_files(release_data(inventory, "oca-france-recette", "debian-12")))
+    used |= set(rendered_files(release_data(inventory, "oca-france-prod", "debian-12")))
     on_disk = {path.name for path in (PROJECT_DIR / "templates").glob("*.j2")}
     assert on_disk == used
 
@@ -424,3 +425,48 @@ def nobody_runs(bin_dir: Path, *args: str) -> subprocess.CompletedProcess:
         text=True,
         env={"PATH": str(bin_dir)},
     )
+
+
+def test_backup_retention_keeps_7_daily_4_weekly_3_monthly(inventory, tmp_path):
+    from datetime import datetime, timedelta
+
+    data = release_data(inventory, "oca-france-prod", "debian-12")
+    prune = tmp_path / "odoo-backup-prune"
+    prune.write_text(render(data, "odoo-backup-prune.py.j2"))
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    newest = datetime(2026, 11, 27, 2, 41, 7)  # a Friday
+    for day in range(365):  # a year of daily backups, a few minutes apart each night
+        stamp = (newest - timedelta(days=day, minutes=day % 7)).strftime("%Y%m%dT%H%M%S")
+        (backups / f"oca-france-production-{stamp}").mkdir()
+        (backups / f"oca-france-production-{stamp}" / "manifest.json").write_text("{}")
+    partial = backups / ".partial-oca-france-production-20261128T024000"
+    partial.mkdir()  # a backup still being written: not the prune's business
+    unfinished = backups / "oca-france-production-20261128T030000"
+    unfinished.mkdir()  # no manifest: incomplete, left alone
+
+    result = subprocess.run(["python3", str(prune), str(backups)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    kept = sorted(p.name for p in backups.iterdir() if (p / "manifest.json").exists())
+    reasons = [
+        line.split("(")[1].split()[0] for line in result.stdout.splitlines() if "keep" in line
+    ]
+    assert sorted(reasons) == ["daily"] * 7 + ["monthly"] * 3 + ["weekly"] * 4
+    assert len(kept) == 14
+    days = [name.rsplit("-", 1)[1][:8] for name in kept]
+    assert days[-7:] == [(newest - timedelta(days=d)).strftime("%Y%m%d") for d in range(6, -1, -1)]
+    assert f"oca-france-production-{newest:%Y%m%dT%H%M%S}" in kept  # the newest, always
+    # Weeks and months whose newest backup a daily already keeps do not count again.
+    assert days[:7] == [
+        "20260831",  # monthly: the last of August, September, October
+        "20260930",
+        "20261025",  # weekly: the last of ISO weeks 43 to 46
+        "20261031",
+        "20261101",
+        "20261108",
+        "20261115",
+    ]
+    assert partial.exists() and unfinished.exists()
+
+    again = subprocess.run(["python3", str(prune), str(backups)], capture_output=True, text=True)
+    assert "remove" not in again.stdout  # pruning is stable

@@ -199,7 +199,7 @@ def test_units_pass_systemd_analyze_verify(any_host):
     assert result.rc == 0 and result.stderr.strip() == "", result.stderr
 
 
-def test_recette_has_both_timers_and_prod_none(recette, prod):
+def test_recette_has_the_deploy_timers_and_prod_the_backup_only(recette, prod):
     for timer in ("odoo-auto-deploy.timer", "odoo-weekly-deploy.timer"):
         assert recette.service(timer).is_enabled and recette.service(timer).is_running
     weekly = recette.check_output(
@@ -207,7 +207,11 @@ def test_recette_has_both_timers_and_prod_none(recette, prod):
     )
     assert "OnCalendar=Mon *-*-* 04:00:00" in weekly
     prod_units = prod.check_output("ls /etc/systemd/system/").split()
-    assert [unit for unit in prod_units if unit.startswith("odoo-")] == ["odoo-oca-france.service"]
+    assert [unit for unit in prod_units if unit.startswith("odoo-")] == [
+        "odoo-backup.service",
+        "odoo-backup.timer",
+        "odoo-oca-france.service",
+    ]
 
 
 def test_fail2ban_guards_sshd(any_host):

@@ -1,0 +1,50 @@
+"""Daily backups (production): database, filestore snapshot and manifest, kept 7/4/3."""
+
+from pyinfra.operations import apt, files, systemd
+from pyinfra.operations.util import any_changed
+
+from tasks.util import host_data, install_template
+
+data = host_data()
+
+apt.packages(
+    name="Install rsync (filestore snapshots hard-link unchanged files)",
+    packages=["rsync"],
+)
+
+files.directory(
+    name=f"Create {data.backup_dir}",
+    path=data.backup_dir,
+    user=data.odoo_user,
+    group=data.odoo_user,
+    mode="700",
+)
+
+install_template(
+    name=f"Install the backup script ({data.odoo_scripts_dir}/odoo-backup)",
+    template="odoo-backup.sh.j2",
+    mode="755",
+)
+
+install_template(
+    name=f"Install the retention program ({data.odoo_scripts_dir}/odoo-backup-prune)",
+    template="odoo-backup-prune.py.j2",
+    mode="755",
+)
+
+units = [
+    install_template(name=f"Install odoo-backup.{kind}", template=f"odoo-backup.{kind}.j2")
+    for kind in ("service", "timer")
+]
+
+systemd.daemon_reload(
+    name="Reload systemd (the backup units changed)",
+    _if=any_changed(*units),
+)
+
+systemd.service(
+    name="Enable and start odoo-backup.timer",
+    service="odoo-backup.timer",
+    running=True,
+    enabled=True,
+)

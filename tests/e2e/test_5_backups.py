@@ -1,0 +1,127 @@
+"""Production's daily backup, run for real while the site serves.
+
+Tests run in file order: each builds on the backups the previous one left.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from .conftest import DB, DEPLOY, PROD, head, main_pid, psql
+
+BACKUPS = "/home/odoo/.odoo_dumps/backups"
+FILESTORE = f"/home/odoo/.local/share/Odoo/filestore/{DB[PROD]}"
+LOCK = "/home/odoo/.odoo_dumps/.deploy.lock"
+
+
+def backup_dirs(prod) -> list[str]:
+    return prod.check_output(f"ls -A {BACKUPS}").split()
+
+
+def run_backup(prod):
+    """Start odoo-backup.service as odoo (polkit lets it start its own units) and wait."""
+    return prod.run("sudo -u odoo systemctl start odoo-backup.service")
+
+
+def attach(prod, path: str, content: str) -> None:
+    prod.check_output(
+        f"sudo -u odoo sh -c 'mkdir -p {FILESTORE}/$(dirname {path})"
+        f" && echo {content} > {FILESTORE}/{path}'"
+    )
+
+
+def test_backup_timer_on_prod_only(recette, prod):
+    timer = prod.service("odoo-backup.timer")
+    assert timer.is_enabled and timer.is_running
+    assert not recette.file("/etc/systemd/system/odoo-backup.timer").exists
+
+
+def test_backup_while_the_site_serves(sandbox, prod):
+    psql(prod, DB[PROD], "UPDATE res_company SET name = 'Backed up SA'")
+    attach(prod, "ab/abcdef", "first-attachment")
+    pid = main_pid(prod)
+
+    result = run_backup(prod)
+    assert result.rc == 0, result.stderr
+    [name] = backup_dirs(prod)  # complete, and nothing partial left around
+    backup = f"{BACKUPS}/{name}"
+    manifest = json.loads(prod.file(f"{backup}/manifest.json").content_string)
+    assert manifest["database"] == DB[PROD]
+    assert manifest["commit"] == head(prod)
+    dump_sha256 = prod.check_output(f"sha256sum {backup}/{DB[PROD]}.dump").split()[0]
+    assert manifest["dump_sha256"] == dump_sha256
+    assert manifest["dump_bytes"] == int(prod.check_output(f"stat -c %s {backup}/{DB[PROD]}.dump"))
+    assert manifest["filestore_files"] >= 1
+    catalogue = prod.check_output(f"sudo -u odoo pg_restore --list {backup}/{DB[PROD]}.dump")
+    assert "TABLE DATA public res_company" in catalogue
+    assert prod.file(f"{backup}/filestore/ab/abcdef").content_string == "first-attachment\n"
+    assert prod.file(backup).mode == 0o700
+    assert main_pid(prod) == pid  # served all along
+    sandbox.wait_healthy(PROD, timeout=5)
+
+
+def test_next_backup_links_the_files_it_already_has(prod):
+    attach(prod, "cd/cdef01", "second-attachment")
+    time.sleep(1)  # backups are named to the second
+    assert run_backup(prod).rc == 0
+    first, second = backup_dirs(prod)
+    inodes = prod.check_output(
+        f"stat -c %i {BACKUPS}/{first}/filestore/ab/abcdef {BACKUPS}/{second}/filestore/ab/abcdef"
+    ).split()
+    assert inodes[0] == inodes[1]  # one copy on disk for both backups
+    assert not prod.file(f"{BACKUPS}/{first}/filestore/cd/cdef01").exists
+    assert prod.file(f"{BACKUPS}/{second}/filestore/cd/cdef01").content_string == (
+        "second-attachment\n"
+    )
+
+
+def test_backup_and_deploy_never_overlap(prod):
+    before = backup_dirs(prod)
+    # A deploy holds the lock: the backup waits for it instead of running beside it.
+    prod.check_output(
+        f"systemd-run --unit=hold-deploy-lock --uid=odoo --gid=odoo flock {LOCK} sleep 15"
+    )
+    try:
+        time.sleep(1)
+        prod.check_output("systemctl start --no-block odoo-backup.service")
+        time.sleep(4)
+        assert prod.check_output("systemctl is-active odoo-backup.service || true") == (
+            "activating"
+        )
+        assert backup_dirs(prod) == before
+        journal = prod.check_output("journalctl -u odoo-backup.service --no-pager -o cat -n 5")
+        assert "a deploy or another backup is running: waiting" in journal
+        # And a deploy started during a backup is refused, nothing touched.
+    finally:
+        prod.run("systemctl stop hold-deploy-lock.service")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(backup_dirs(prod)) == len(before):
+        time.sleep(1)
+    assert len(backup_dirs(prod)) == len(before) + 1
+
+    prod.check_output(
+        f"systemd-run --unit=hold-deploy-lock-2 --uid=odoo --gid=odoo flock {LOCK} sleep 10"
+    )
+    time.sleep(1)
+    refused = prod.run(f"sudo -u odoo {DEPLOY} 18.0-20261127")
+    prod.run("systemctl stop hold-deploy-lock-2.service")
+    assert refused.rc == 2, refused.stdout + refused.stderr
+    assert "another deploy or a backup is running" in refused.stderr
+
+
+def test_failed_backup_fails_the_unit_and_leaves_nothing_partial(sandbox, prod):
+    before = backup_dirs(prod)
+    # A file odoo cannot read makes the filestore snapshot fail, after the dump.
+    prod.check_output(f"install -m 600 -o root /dev/null {FILESTORE}/unreadable")
+    try:
+        result = run_backup(prod)
+    finally:
+        prod.check_output(f"rm -f {FILESTORE}/unreadable")
+    assert result.rc != 0
+    assert prod.check_output("systemctl is-failed odoo-backup.service || true") == "failed"
+    journal = prod.check_output("journalctl -u odoo-backup.service --no-pager -o cat -n 20")
+    assert "Permission denied" in journal and "backup failed: removing" in journal
+    assert backup_dirs(prod) == before  # no partial directory, the others untouched
+    prod.check_output("systemctl reset-failed odoo-backup.service")
+    sandbox.wait_healthy(PROD, timeout=5)
