@@ -37,7 +37,6 @@ readonly SANDBOX=(
     "nftables:command -v nft"
     "iproute2:command -v ip"
     "openssh-client:command -v ssh"
-    "dpkg-dev:command -v dpkg-deb"
 )
 
 entries_for() {
