@@ -148,3 +148,9 @@ install_template(
     template="deploy.sh.j2",
     mode="755",
 )
+
+install_template(
+    name=f"Install the backup checker ({data.odoo_scripts_dir}/odoo-backup-verify)",
+    template="odoo-backup-verify.py.j2",
+    mode="755",
+)

@@ -167,6 +167,7 @@ def deploy_vars(data) -> dict:
         "backup_dir": backup_dir(data),
         "production_data_dir": production_data_dir(data),
         "lock_file": deploy_lock_file(data),
+        "verify_command": f"{data.odoo_scripts_dir}/odoo-backup-verify",
         "backups_kept": data.deploy_backups_kept,
         "restore_allowed": data.deploy_restore_allowed,
         "ref_pattern": data.deploy_ref_pattern,
@@ -231,6 +232,7 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
             service_vars(data),
         ),
         "deploy.sh.j2": (f"{data.odoo_scripts_dir}/deploy", deploy_vars(data)),
+        "odoo-backup-verify.py.j2": (f"{data.odoo_scripts_dir}/odoo-backup-verify", {}),
     }
     if data.recette_automation:
         files["odoo-auto-deploy.sh.j2"] = (

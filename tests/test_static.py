@@ -470,3 +470,41 @@ def test_backup_retention_keeps_7_daily_4_weekly_3_monthly(inventory, tmp_path):
 
     again = subprocess.run(["python3", str(prune), str(backups)], capture_output=True, text=True)
     assert "remove" not in again.stdout  # pruning is stable
+
+
+def test_backup_verify_refuses_what_does_not_match_the_manifest(inventory, tmp_path):
+    import hashlib
+
+    data = release_data(inventory, "oca-france-recette", "debian-13")
+    verify = tmp_path / "odoo-backup-verify"
+    verify.write_text(render(data, "odoo-backup-verify.py.j2"))
+    backup = tmp_path / "oca-france-production-20261127T024107"
+    (backup / "filestore" / "ab").mkdir(parents=True)
+    (backup / "filestore" / "ab" / "abcdef").write_text("invoice\n")
+    (backup / "oca-france-production.dump").write_bytes(b"PGDMP" + bytes(range(256)) * 40)
+    (backup / "filestore.list").write_text("ab/abcdef 8\n")
+    dump = (backup / "oca-france-production.dump").read_bytes()
+    listing = (backup / "filestore.list").read_bytes()
+    manifest = {
+        "dump": "oca-france-production.dump",
+        "dump_bytes": len(dump),
+        "dump_sha256": hashlib.sha256(dump).hexdigest(),
+        "filestore_list_sha256": hashlib.sha256(listing).hexdigest(),
+    }
+    (backup / "manifest.json").write_text(json.dumps(manifest))
+
+    def check() -> subprocess.CompletedProcess:
+        return subprocess.run(["python3", str(verify), str(backup)], capture_output=True, text=True)
+
+    assert check().returncode == 0, check().stderr
+    (backup / "oca-france-production.dump").write_bytes(dump[:-100])  # cut off in transfer
+    assert "bytes, the manifest says" in check().stderr
+    (backup / "oca-france-production.dump").write_bytes(dump[:-1] + b"X")  # same size, altered
+    assert "does not match its sha256" in check().stderr
+    (backup / "oca-france-production.dump").write_bytes(dump)
+    (backup / "filestore" / "ab" / "abcdef").unlink()
+    assert "filestore/ab/abcdef is missing" in check().stderr
+    (backup / "filestore" / "ab" / "abcdef").write_text("invoice\n")
+    (backup / "filestore" / "ab" / "stray").write_text("?")
+    assert "filestore/ab/stray is not in filestore.list" in check().stderr
+    assert check().returncode == 1

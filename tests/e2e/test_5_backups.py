@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 
-from .conftest import DB, DEPLOY, PROD, head, main_pid, psql
+from .conftest import DB, DEPLOY, PROD, RECETTE, head, main_pid, psql
 
 BACKUPS = "/home/odoo/.odoo_dumps/backups"
 FILESTORE = f"/home/odoo/.local/share/Odoo/filestore/{DB[PROD]}"
@@ -130,3 +130,48 @@ def test_failed_backup_fails_the_unit_and_leaves_nothing_partial(sandbox, prod):
     assert backup_dirs(prod) == before  # no partial directory, the others untouched
     prod.check_output("systemctl reset-failed odoo-backup.service")
     sandbox.wait_healthy(PROD, timeout=5)
+
+
+PRODUCTION_DATA = "/home/odoo/.odoo_dumps/production-data"
+
+
+def send_to_recette(sandbox, name: str, as_name: str) -> None:
+    """Copy a production backup into recette's production data (the transfer is not built yet)."""
+    archive = sandbox.ssh(PROD, f"tar -C {BACKUPS} -cf - {name}")
+    sandbox.ssh(
+        RECETTE,
+        f"sudo -u odoo sh -c 'cd {PRODUCTION_DATA} && tar -xf - && mv {name} {as_name}'",
+        stdin=archive,
+    )
+
+
+def test_restore_reads_a_backup_directory(sandbox, recette, prod):
+    newest = backup_dirs(prod)[-1]
+    send_to_recette(sandbox, newest, newest)
+    result = recette.run(f"sudo -u odoo {DEPLOY} -R origin/18.0")
+    assert result.rc == 0, result.stdout + result.stderr
+    assert f"production data to restore: {PRODUCTION_DATA}/{newest}" in result.stdout
+    status, page = sandbox.get(RECETTE, "/web/login")
+    assert status == 200 and "Backed up SA" in page
+    assert "database.is_neutralized = True" in page
+    assert '<span id="active-crons">0</span>' in page
+    filestore = f"/home/odoo/.local/share/Odoo/filestore/{DB[RECETTE]}"
+    assert recette.file(f"{filestore}/ab/abcdef").content_string == "first-attachment\n"
+    assert recette.file(f"{filestore}/cd/cdef01").content_string == "second-attachment\n"
+
+
+def test_a_corrupted_backup_is_refused_and_recette_keeps_running(sandbox, recette, prod):
+    newest = backup_dirs(prod)[-1]
+    later = f"{DB[PROD]}-29991231T235959"  # the newest by name: the one -R would take
+    send_to_recette(sandbox, newest, later)
+    recette.check_output(f"sudo -u odoo truncate -s -100 {PRODUCTION_DATA}/{later}/{DB[PROD]}.dump")
+    pid, commit = main_pid(recette), head(recette)
+    try:
+        result = recette.run(f"sudo -u odoo {DEPLOY} -R origin/18.0")
+    finally:
+        recette.check_output(f"rm -rf {PRODUCTION_DATA}/{later}")
+    assert result.rc == 2, result.stdout + result.stderr
+    assert "production data refused, not restored" in result.stderr
+    assert "bytes, the manifest says" in result.stderr
+    assert (main_pid(recette), head(recette)) == (pid, commit)
+    sandbox.wait_healthy(RECETTE, timeout=5)
