@@ -138,9 +138,10 @@ PRODUCTION_DATA = "/home/odoo/.odoo_dumps/production-data"
 def send_to_recette(sandbox, name: str, as_name: str) -> None:
     """Copy a production backup into recette's production data (the transfer is not built yet)."""
     archive = sandbox.ssh(PROD, f"tar -C {BACKUPS} -cf - {name}")
+    rename = f" && mv {name} {as_name}" if as_name != name else ""
     sandbox.ssh(
         RECETTE,
-        f"sudo -u odoo sh -c 'cd {PRODUCTION_DATA} && tar -xf - && mv {name} {as_name}'",
+        f"sudo -u odoo sh -c 'cd {PRODUCTION_DATA} && tar -xf -{rename}'",
         stdin=archive,
     )
 
