@@ -9,11 +9,12 @@ from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from tasks.render import (
-    backup_dir,
     checked_addons_subdirs,
     odoo_command,
     production_data_dir,
+    safety_backup_dir,
     uv_env,
+    venv_check_command,
     venv_sync_command,
 )
 from tasks.util import (
@@ -40,7 +41,7 @@ files.directory(
 
 for path, mode in (
     (data.odoo_dumps_dir, "700"),
-    (backup_dir(data), "700"),
+    (safety_backup_dir(data), "700"),
     (production_data_dir(data), "700"),
     (data.odoo_data_dir, "700"),
 ):
@@ -67,9 +68,7 @@ run_unless(
 in_checkout = f"cd {checkout} && export {uv_env(data)} &&"
 run_unless(
     name="Sync the venv with uv.lock (uv sync --locked), when it differs",
-    done=lambda: command_succeeds(
-        f"{in_checkout} {data.odoo_sync_command} --check --offline", odoo
-    ),
+    done=lambda: command_succeeds(f"{in_checkout} {venv_check_command(data)}", odoo),
     command=f"{in_checkout} {venv_sync_command(data)}",
     **as_odoo,
 )

@@ -82,11 +82,17 @@ def uv_env(data) -> str:
     )
 
 
+def venv_check_command(data) -> str:
+    """Succeeds when the venv already matches uv.lock (changes nothing)."""
+    return f"{data.odoo_sync_command} --check --offline"
+
+
 def venv_sync_command(data) -> str:
-    """Sync the venv until uv finds it up to date: an editable build that writes files the
-    app's cache-keys match (hatch-odoo's addon symlinks) is only stable after a second sync."""
+    """Sync the venv until uv finds it up to date. The first sync of a fresh clone installs
+    __manifest__.py files into .venv that the app's cache-keys glob matches, newer than what
+    uv recorded: uv then finds the venv outdated until a second sync records them."""
     sync = data.odoo_sync_command
-    return f"{sync} && {{ {sync} --check --offline >/dev/null 2>&1 || {sync}; }}"
+    return f"{sync} && {{ {venv_check_command(data)} >/dev/null 2>&1 || {sync}; }}"
 
 
 def odoo_url(data) -> str:
@@ -96,8 +102,8 @@ def odoo_url(data) -> str:
 
 
 # Below odoo_dumps_dir: what the deploy script, the auto-deploy script and the tasks share.
-def backup_dir(data) -> str:
-    """The deploy's safety backups."""
+def safety_backup_dir(data) -> str:
+    """The deploy's safety backups (the daily backups are data.backup_dir)."""
     return f"{data.odoo_dumps_dir}/before-deploy"
 
 
@@ -164,7 +170,7 @@ def deploy_vars(data) -> dict:
         "checkout": data.oca_france_dir,
         "service": data.oca_france_service,
         "data_dir": data.odoo_data_dir,
-        "backup_dir": backup_dir(data),
+        "backup_dir": safety_backup_dir(data),
         "production_data_dir": production_data_dir(data),
         "lock_file": deploy_lock_file(data),
         "verify_command": f"{data.odoo_scripts_dir}/odoo-backup-verify",
