@@ -17,7 +17,7 @@ SANDBOX_GROUP_DATA := /var/lib/oca-france-sandbox/group_data
 # System packages a target needs: installed when missing (root), else the command to run.
 DEPS := bash tests/system-deps.sh
 
-.PHONY: help setup apply-recette apply-prod diff-recette diff-prod lint test sandbox \
+.PHONY: help setup apply-recette apply-prod diff-recette diff-prod status lint test sandbox \
 	sandbox-down bench
 
 help: ## Show the targets
@@ -48,6 +48,10 @@ diff-recette: setup ## Dry run on recette: show what would change (changes nothi
 
 diff-prod: setup ## Dry run on prod: show what would change (changes nothing)
 	$(PYINFRA) --dry --diff $(DEPLOY) --limit prod $(PYINFRA_ARGS)
+
+status: setup ## Each host: commit, service, health, last backup / production data (stale: exit 1)
+	$(PYINFRA) -y inventory.py exec --sudo --sudo-user odoo $(PYINFRA_ARGS) -- \
+		/home/odoo/scripts/odoo-status
 
 lint: setup ## ruff, shellcheck and bash -n on the scripts
 	$(DEPS) lint

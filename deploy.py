@@ -16,5 +16,8 @@ if host.data.recette_automation:
 if host.data.backup_enabled:
     local.include("tasks/backups.py")
 
+if host.data.deploy_restore_allowed:
+    local.include("tasks/production_data.py")
+
 if host.data.fail2ban_enabled:
     local.include("tasks/fail2ban.py")

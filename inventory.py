@@ -73,6 +73,32 @@ def secrets_for(group: str, targeted: set[str]) -> dict:
     return data
 
 
+# The key pair prod sends its backups to recette with, used for nothing else: prod gets the
+# private key, recette lets its public key (the ".pub" beside it) deliver backups, nothing more.
+TRANSFER_KEY_VARIABLE = "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE"
+TRANSFER_KEY_HOWTO = (
+    "create it with `ssh-keygen -t ed25519 -N '' -C oca-france-backup-transfer"
+    " -f ~/.ssh/oca-france-backup-transfer` and set its path in .env (see .env.template)"
+)
+
+
+def transfer_key_for(group: str, targeted: set[str]) -> dict:
+    """prod: the private key (a Secret); recette: the public key. Required when targeted."""
+    path = os.environ.get(TRANSFER_KEY_VARIABLE, "")
+    wanted = Path(path).expanduser() if group == "prod" else Path(f"{path}.pub").expanduser()
+    if not path or not wanted.is_file():
+        if group not in targeted:
+            return {}
+        problem = f"{wanted} does not exist" if path else f"{TRANSFER_KEY_VARIABLE} is not set"
+        raise MissingSecret(
+            f"Missing the backup transfer key (needed for {group}): {problem};"
+            f" {TRANSFER_KEY_HOWTO}."
+        )
+    if group == "prod":
+        return {"backup_transfer_private_key": Secret(TRANSFER_KEY_VARIABLE, wanted.read_text())}
+    return {"backup_transfer_public_key": wanted.read_text().strip()}
+
+
 # Host names are SSH aliases. OCA_SSH_CONFIG points pyinfra at another SSH config (the local
 # sandbox does so); real hosts use the user's ~/.ssh/config.
 HOSTS = {"recette": "oca-france-recette", "prod": "oca-france-prod"}
@@ -84,5 +110,11 @@ if os.environ.get("OCA_SSH_CONFIG"):
     }
 
 _targeted = targeted_groups(sys.argv)
-recette = ([(HOSTS["recette"], dict(_connection))], secrets_for("recette", _targeted))
-prod = ([(HOSTS["prod"], dict(_connection))], secrets_for("prod", _targeted))
+recette = (
+    [(HOSTS["recette"], dict(_connection))],
+    {**secrets_for("recette", _targeted), **transfer_key_for("recette", _targeted)},
+)
+prod = (
+    [(HOSTS["prod"], dict(_connection))],
+    {**secrets_for("prod", _targeted), **transfer_key_for("prod", _targeted)},
+)

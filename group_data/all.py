@@ -104,6 +104,9 @@ odoo_modules_auto_install_disabled = [  # kept from auto-install (module_change_
 ]
 odoo_running_env = None  # server_environment's running_env: set per environment
 odoo_server_env_parameters = {}  # ir.config_parameter values forced by the server environment
+# The instance's public URL: when set, web.base.url is forced to it and frozen (server
+# environment), so that no link the instance writes points elsewhere. None: Odoo's own.
+odoo_public_url = None
 odoo_start_timeout = 120  # seconds the deploy waits for the health page after a start
 odoo_restart_sec = 10  # seconds between a crash and the service's restart
 odoo_restart_steps = 5  # with systemd >= 254: then longer waits, in this many steps...
@@ -133,6 +136,22 @@ backup_lock_wait_sec = 3600  # how long a backup waits for a running deploy befo
 backup_keep_daily = 7  # newest backup of each of the last N days that have one
 backup_keep_weekly = 4  # then of each of the N weeks before
 backup_keep_monthly = 3  # then of each of the N months before
+
+# --- Production data for recette: prod sends each new backup (tasks/backups.py), recette
+# verifies it, then lets `deploy --restore` use it (tasks/production_data.py, where
+# deploy_restore_allowed). The dedicated key pair: OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE in .env.
+backup_transfer_enabled = False  # send each new backup to recette (prod)
+backup_transfer_host = None  # recette's address as prod reaches it: required for the transfer
+backup_transfer_port = 22  # recette's SSH port
+# recette's SSH host key, pinned on prod ("ssh-ed25519 AAAA...", from recette's
+# /etc/ssh/ssh_host_ed25519_key.pub): prod trusts no other key, and never on first use.
+backup_transfer_host_key = None
+backup_transfer_bwlimit_kbps = 0  # rsync --bwlimit for the transfer, in KiB/s (0: no limit)
+production_data_kept = 2  # verified production backups recette keeps, newest first
+
+# --- Status (make status): what gets flagged
+status_backup_max_age_hours = 36  # prod: newest backup older than this
+status_production_data_max_age_days = 8  # recette: production data in use older than this
 
 # --- Automation
 recette_automation = False  # auto-deploy on branch moves and weekly production refresh

@@ -3,5 +3,7 @@
 odoo_db_name = "oca-france-recette"
 odoo_running_env = "recette"
 odoo_server_env_parameters = {"ribbon.name": "RECETTE"}  # shows a RECETTE ribbon in the UI
+# Recette's own address (the seed README's SSH config says test.oca-fance.fr: check it).
+odoo_public_url = "https://test.oca-france.fr"
 recette_automation = True
 deploy_restore_allowed = True  # recette runs on neutralized production data

@@ -1,4 +1,5 @@
-"""Daily backups (production): database, filestore snapshot and manifest, kept 7/4/3."""
+"""Daily backups (production): database, filestore snapshot and manifest, kept 7/4/3; each new
+one sent to recette with a key used for nothing else, to recette's pinned host key."""
 
 from pyinfra.operations import apt, files, systemd
 from pyinfra.operations.util import any_changed
@@ -36,6 +37,41 @@ units = [
     install_template(name=f"Install odoo-backup.{kind}", template=f"odoo-backup.{kind}.j2")
     for kind in ("service", "timer")
 ]
+
+if data.backup_transfer_enabled:
+    files.directory(
+        name=f"Create {data.odoo_home}/.ssh (the transfer key and recette's pinned host key)",
+        path=f"{data.odoo_home}/.ssh",
+        user=data.odoo_user,
+        group=data.odoo_user,
+        mode="700",
+    )
+    install_template(
+        name="Install the backup transfer key (used for nothing else)",
+        template="backup-transfer.key.j2",
+        mode="600",
+        user=data.odoo_user,
+        group=data.odoo_user,
+        holds_secrets=True,
+    )
+    install_template(
+        name=f"Pin recette's host key ({data.backup_transfer_host})",
+        template="backup-transfer.known_hosts.j2",
+        mode="644",
+        user=data.odoo_user,
+        group=data.odoo_user,
+    )
+    install_template(
+        name=f"Install the transfer script ({data.odoo_scripts_dir}/odoo-backup-transfer)",
+        template="odoo-backup-transfer.sh.j2",
+        mode="755",
+    )
+    units.append(
+        install_template(
+            name="Install odoo-backup-transfer.service",
+            template="odoo-backup-transfer.service.j2",
+        )
+    )
 
 systemd.daemon_reload(
     name="Reload systemd (the backup units changed)",

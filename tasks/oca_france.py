@@ -153,3 +153,9 @@ install_template(
     template="odoo-backup-verify.py.j2",
     mode="755",
 )
+
+install_template(
+    name=f"Install the status report ({data.odoo_scripts_dir}/odoo-status, make status)",
+    template="odoo-status.py.j2",
+    mode="755",
+)

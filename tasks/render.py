@@ -112,6 +112,16 @@ def production_data_dir(data) -> str:
     return f"{data.odoo_dumps_dir}/production-data"
 
 
+def production_data_in_use_file(data) -> str:
+    """recette: which production backup deploy --restore loaded last, and when it was taken."""
+    return f"{data.odoo_dumps_dir}/.production-data-in-use"
+
+
+def verify_command(data) -> str:
+    """Checks a backup directory against its manifest (deploy --restore, the accept on recette)."""
+    return f"{data.odoo_scripts_dir}/odoo-backup-verify"
+
+
 def deploy_lock_file(data) -> str:
     """One deploy at a time: the deploy and auto-deploy scripts both take this lock."""
     return f"{data.odoo_dumps_dir}/.deploy.lock"
@@ -120,6 +130,48 @@ def deploy_lock_file(data) -> str:
 def auto_deploy_state_file(data) -> str:
     """Where odoo-auto-deploy keeps the last origin commit it saw."""
     return f"{data.odoo_dumps_dir}/.auto-deploy-last-commit"
+
+
+def incoming_dir(data) -> str:
+    """recette: the only directory prod's transfer key may write into (rrsync -wo)."""
+    return f"{data.odoo_dumps_dir}/incoming"
+
+
+def transfer_key_file(data) -> str:
+    """prod: the private key of the backup transfer, used for nothing else."""
+    return f"{data.odoo_home}/.ssh/backup-transfer"
+
+
+def transfer_known_hosts_file(data) -> str:
+    """prod: recette's pinned host key, the only one the transfer trusts."""
+    return f"{data.odoo_home}/.ssh/backup-transfer.known_hosts"
+
+
+def server_env_parameters(data) -> dict[str, str]:
+    """ir.config_parameter values the server environment forces: the data's, plus the public
+    URL, frozen (web.base.url.freeze), where one is set."""
+    parameters = {key: str(value) for key, value in data.odoo_server_env_parameters.items()}
+    if data.odoo_public_url:
+        parameters["web.base.url"] = data.odoo_public_url.rstrip("/")
+        parameters["web.base.url.freeze"] = "True"
+    return parameters
+
+
+def sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def config_parameters_sql(parameters: dict[str, str]) -> str:
+    """SQL that writes these ir.config_parameter values (update, else insert)."""
+    statements = []
+    for key, value in sorted(parameters.items()):
+        k, v = sql_literal(key), sql_literal(value)
+        statements.append(f"UPDATE ir_config_parameter SET value = {v} WHERE key = {k};")
+        statements.append(
+            f"INSERT INTO ir_config_parameter (key, value) SELECT {k}, {v}"
+            f" WHERE NOT EXISTS (SELECT 1 FROM ir_config_parameter WHERE key = {k});"
+        )
+    return "\n".join(statements)
 
 
 def odoorc_vars(data) -> dict:
@@ -143,7 +195,7 @@ def odoorc_vars(data) -> dict:
         "load_language": data.odoo_load_language,
         "unaccent": data.odoo_unaccent,
         "modules_auto_install_disabled": data.odoo_modules_auto_install_disabled,
-        "server_env_parameters": data.odoo_server_env_parameters,
+        "server_env_parameters": server_env_parameters(data),
     }
 
 
@@ -172,8 +224,9 @@ def deploy_vars(data) -> dict:
         "data_dir": data.odoo_data_dir,
         "backup_dir": safety_backup_dir(data),
         "production_data_dir": production_data_dir(data),
+        "in_use_file": production_data_in_use_file(data),
         "lock_file": deploy_lock_file(data),
-        "verify_command": f"{data.odoo_scripts_dir}/odoo-backup-verify",
+        "verify_command": verify_command(data),
         "backups_kept": data.deploy_backups_kept,
         "restore_allowed": data.deploy_restore_allowed,
         "ref_pattern": data.deploy_ref_pattern,
@@ -185,6 +238,7 @@ def deploy_vars(data) -> dict:
         "addons_subdirs": checked_addons_subdirs(data),
         "neutralize_command": odoo_command(data, data.odoo_neutralize_command),
         "update_command": odoo_command(data, data.odoo_update_command),
+        "environment_sql": config_parameters_sql(server_env_parameters(data)),
     }
 
 
@@ -218,6 +272,79 @@ def backup_vars(data) -> dict:
     }
 
 
+def transfer_vars(data) -> dict:
+    """prod: where and how odoo-backup-transfer sends each new backup to recette."""
+    if not data.backup_transfer_host or not data.backup_transfer_host_key:
+        raise DeployError(
+            "backup_transfer_enabled needs backup_transfer_host (recette's address as prod"
+            " reaches it) and backup_transfer_host_key (recette's host key, the line of its"
+            " /etc/ssh/ssh_host_ed25519_key.pub: `ssh oca-france-recette cat"
+            " /etc/ssh/ssh_host_ed25519_key.pub`) in group_data/prod.py"
+        )
+    key_type, key, *_ = data.backup_transfer_host_key.split() + ["", ""]
+    if not key_type.startswith(("ssh-", "ecdsa-")) or not key:
+        raise DeployError(
+            f"backup_transfer_host_key must be '<type> <base64 key>', got {key_type!r}"
+        )
+    host, port = data.backup_transfer_host, data.backup_transfer_port
+    known_as = host if port == 22 else f"[{host}]:{port}"
+    return {
+        "db_name": data.odoo_db_name,
+        "odoo_user": data.odoo_user,
+        "backup_dir": data.backup_dir,
+        "target_host": host,
+        "target_port": port,
+        "target_user": data.odoo_user,
+        "key_file": transfer_key_file(data),
+        "known_hosts_file": transfer_known_hosts_file(data),
+        "known_hosts_line": f"{known_as} {key_type} {key}",
+        "private_key": getattr(data, "backup_transfer_private_key", None),
+        "bwlimit_kbps": data.backup_transfer_bwlimit_kbps,
+        "scripts_dir": data.odoo_scripts_dir,
+    }
+
+
+def receive_vars(data) -> dict:
+    """recette: the key that may only deliver backups, and how they are accepted."""
+    public_key = getattr(data, "backup_transfer_public_key", "") or ""
+    if not public_key.startswith(("ssh-", "ecdsa-")):
+        raise DeployError(
+            "recette needs the backup transfer public key (the .pub beside"
+            " OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE, see .env.template)"
+        )
+    incoming = incoming_dir(data)
+    return {
+        "db_name": data.odoo_db_name,
+        "odoo_user": data.odoo_user,
+        "incoming_dir": incoming,
+        "production_data_dir": production_data_dir(data),
+        "kept": data.production_data_kept,
+        "verify_command": verify_command(data),
+        "scripts_dir": data.odoo_scripts_dir,
+        "lock_file": deploy_lock_file(data),
+        "lock_wait": data.backup_lock_wait_sec,
+        # restrict: no shell, pty, forwarding or agent; rrsync -wo: rsync writes into
+        # incoming/ and nowhere else (-munge: symlinks sent are made harmless).
+        "authorized_key": f'restrict,command="/usr/bin/rrsync -wo -munge {incoming}" {public_key}',
+    }
+
+
+def status_vars(data) -> dict:
+    url = odoo_url(data)
+    return {
+        "db_name": data.odoo_db_name,
+        "running_env": data.odoo_running_env,
+        "checkout": data.oca_france_dir,
+        "service": data.oca_france_service,
+        "health_url": f"{url}/web/health?db_server_status=1",
+        "backup_dir": data.backup_dir if data.backup_enabled else "",
+        "production_data_dir": production_data_dir(data) if data.deploy_restore_allowed else "",
+        "in_use_file": production_data_in_use_file(data),
+        "backup_max_age_hours": data.status_backup_max_age_hours,
+        "production_data_max_age_days": data.status_production_data_max_age_days,
+    }
+
+
 # Recette's timers: unit base name -> the data key of its calendar.
 RECETTE_TIMERS = {
     "odoo-auto-deploy": "auto_deploy_calendar",
@@ -238,7 +365,8 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
             service_vars(data),
         ),
         "deploy.sh.j2": (f"{data.odoo_scripts_dir}/deploy", deploy_vars(data)),
-        "odoo-backup-verify.py.j2": (f"{data.odoo_scripts_dir}/odoo-backup-verify", {}),
+        "odoo-backup-verify.py.j2": (verify_command(data), {}),
+        "odoo-status.py.j2": (f"{data.odoo_scripts_dir}/odoo-status", status_vars(data)),
     }
     if data.recette_automation:
         files["odoo-auto-deploy.sh.j2"] = (
@@ -259,8 +387,33 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
             f"{data.odoo_scripts_dir}/odoo-backup-prune",
             variables,
         )
+        variables["transfer"] = data.backup_transfer_enabled
         for kind in ("service", "timer"):
             files[f"odoo-backup.{kind}.j2"] = (f"/etc/systemd/system/odoo-backup.{kind}", variables)
+    if data.backup_enabled and data.backup_transfer_enabled:
+        transfer = transfer_vars(data)
+        files["odoo-backup-transfer.sh.j2"] = (
+            f"{data.odoo_scripts_dir}/odoo-backup-transfer",
+            transfer,
+        )
+        files["odoo-backup-transfer.service.j2"] = (
+            "/etc/systemd/system/odoo-backup-transfer.service",
+            transfer,
+        )
+        files["backup-transfer.key.j2"] = (transfer_key_file(data), transfer)
+        files["backup-transfer.known_hosts.j2"] = (transfer_known_hosts_file(data), transfer)
+    if data.deploy_restore_allowed:
+        receive = receive_vars(data)
+        files["odoo-production-data-accept.py.j2"] = (
+            f"{data.odoo_scripts_dir}/odoo-production-data-accept",
+            receive,
+        )
+        for kind in ("service", "path"):
+            files[f"odoo-production-data-accept.{kind}.j2"] = (
+                f"/etc/systemd/system/odoo-production-data-accept.{kind}",
+                receive,
+            )
+        files["authorized_keys.j2"] = (f"{data.odoo_home}/.ssh/authorized_keys", receive)
     if data.fail2ban_enabled:
         files["fail2ban-sshd.local.j2"] = ("/etc/fail2ban/jail.d/sshd.local", {})
     return files

@@ -1,7 +1,9 @@
 """Timings of the sandbox and the suite, printed as a table (a benchmark, not a test).
 
-    sudo make bench            # rootfs, applies per release, whole suite warm and cold
-    sudo make bench ARGS=--no-suite
+    sudo make bench            # rootfs, applies per release, backups, whole suite warm and cold
+    sudo make bench ARGS="--no-suite --no-backups"
+
+The backup figures (tests/benchmark_backups.py) run on the sandbox the applies configured.
 
 Cold means an empty cache: rootfs tarballs, debootstrap's and apt's .debs (a temporary
 cache, the real one is left alone). Replaces any running sandbox, tears it down at the end.
@@ -16,6 +18,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import benchmark_backups
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SANDBOX = ["bash", str(PROJECT_DIR / "tests" / "sandbox" / "sandbox.sh")]
@@ -47,8 +51,10 @@ def sandbox_env() -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-suite", action="store_true", help="skip the whole-suite timings")
+    parser.add_argument("--no-backups", action="store_true", help="skip the backup figures")
     args = parser.parse_args()
     figures = []
+    backup_rows = []
 
     subprocess.run([*SANDBOX, "down"], check=True, stderr=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory(dir="/var/tmp") as cold_cache:
@@ -67,6 +73,8 @@ def main() -> None:
             label = f"no-op re-apply, {group} ({release})"
             figures.append(timed(label, [*PYINFRA, *limit], sandbox_env()))
         figures.append(timed("no-op re-apply, both hosts", PYINFRA, sandbox_env()))
+        if not args.no_backups:
+            backup_rows = benchmark_backups.run()
     finally:
         subprocess.run([*SANDBOX, "down"], check=True, stderr=subprocess.DEVNULL)
     if not args.no_suite:
@@ -79,6 +87,9 @@ def main() -> None:
     print("| step | seconds |\n|------|---------|")
     for label, seconds in figures:
         print(f"| {label} | {seconds:.0f} |")
+    if backup_rows:
+        print()
+        benchmark_backups.print_table(backup_rows)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,14 +12,26 @@ import pytest
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-# Throwaway values for tests that load the inventory without a sandbox.
+# Throwaway values for tests that load the inventory without a sandbox: the secrets, and a
+# transfer key pair (not a real key: only rendered, never used).
+TEST_KEY_DIR = Path(tempfile.mkdtemp(prefix="oca-france-test-key-"))
+(TEST_KEY_DIR / "transfer").write_text(
+    "-----BEGIN KEY-----\ntest-private-key-9d3e\n-----END KEY-----\n"
+)
+(TEST_KEY_DIR / "transfer.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAtest transfer\n")
 TEST_SECRETS = {
     "ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE": "test-secret-recette-4f9a",
     "ODOO_OCA_FRANCE_ADMIN_PASSWORD_PROD": "test-secret-prod-7c21",
+    "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE": str(TEST_KEY_DIR / "transfer"),
+}
+# What group_data/prod.py must say about recette before a transfer can be configured.
+TEST_TRANSFER_DATA = {
+    "backup_transfer_host": "recette.test",
+    "backup_transfer_host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAhostkey",
 }
 
 
-def load_inventory(environ: dict[str, str]):
+def load_inventory(environ: dict[str, str], override_data: dict | None = None):
     """The project's inventory and group data, through pyinfra's own loader."""
     from pyinfra.api import State
     from pyinfra.context import ctx_state
@@ -28,7 +41,9 @@ def load_inventory(environ: dict[str, str]):
     os.environ.update(environ)
     try:
         with ctx_state.use(State()):
-            return make_inventory(str(PROJECT_DIR / "inventory.py"), cwd=str(PROJECT_DIR))
+            return make_inventory(
+                str(PROJECT_DIR / "inventory.py"), override_data=override_data, cwd=str(PROJECT_DIR)
+            )
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -36,7 +51,7 @@ def load_inventory(environ: dict[str, str]):
 
 @pytest.fixture(scope="session")
 def inventory():
-    return load_inventory(TEST_SECRETS)
+    return load_inventory(TEST_SECRETS, TEST_TRANSFER_DATA)
 
 
 RELEASES = ["debian-12", "debian-13", "ubuntu-24.04"]

@@ -18,7 +18,8 @@ from pyinfra.api.util import get_template
 
 from tasks.render import ReleaseData, rendered_files, template_path, wkhtmltopdf_source
 
-SCRIPTS = ["deploy.sh.j2", "odoo-auto-deploy.sh.j2", "odoo-backup.sh.j2"]
+SCRIPTS = sorted(path.name for path in (PROJECT_DIR / "templates").glob("*.sh.j2"))
+PROGRAMS = sorted(path.name for path in (PROJECT_DIR / "templates").glob("*.py.j2"))
 PROJECT_SCRIPTS = ["tests/sandbox/sandbox.sh", "tests/system-deps.sh", ".ci/run"]
 
 
@@ -50,6 +51,71 @@ def rendered_scripts(inventory, tmp_path: Path) -> list[Path]:
                     path.write_text(render(variant, name))
                     paths.append(path)
     return paths
+
+
+def test_host_programs_compile_and_pass_ruff(inventory, tmp_path):
+    """The Python programs installed on the hosts, rendered for both environments."""
+    paths = []
+    for host in ("oca-france-recette", "oca-france-prod"):
+        data = release_data(inventory, host, "debian-12")
+        for name in PROGRAMS:
+            if name in rendered_files(data):
+                path = tmp_path / f"{host}-{name.removesuffix('.j2')}"
+                path.write_text(render(data, name))
+                paths.append(str(path))
+    assert len(paths) >= 5
+    for path in paths:
+        compile(Path(path).read_text(), path, "exec")
+    result = subprocess.run(
+        [shutil.which("ruff"), "check", "--no-cache", *paths], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_environment_parameters_sql_quotes_values():
+    from tasks.render import config_parameters_sql
+
+    sql = config_parameters_sql({"web.base.url": "https://x.test/it's"})
+    assert "SET value = 'https://x.test/it''s' WHERE key = 'web.base.url';" in sql
+    assert "WHERE NOT EXISTS (SELECT 1 FROM ir_config_parameter WHERE key = 'web.base.url')" in sql
+
+
+def test_recette_forces_its_own_url_frozen_and_prod_keeps_its_own(inventory):
+    recette = rendered_files(release_data(inventory, "oca-france-recette", "debian-13"))
+    params = recette["odoorc.j2"][1]["server_env_parameters"]
+    assert params["web.base.url"] == "https://test.oca-france.fr"
+    assert params["web.base.url.freeze"] == "True"
+    assert params["ribbon.name"] == "RECETTE"
+    assert "web.base.url" in recette["deploy.sh.j2"][1]["environment_sql"]
+    prod = rendered_files(release_data(inventory, "oca-france-prod", "debian-12"))
+    assert "web.base.url" not in prod["odoorc.j2"][1]["server_env_parameters"]
+
+
+def test_transfer_needs_recettes_address_and_pinned_host_key(inventory):
+    prod = release_data(inventory, "oca-france-prod", "debian-12")
+    files = rendered_files(prod)
+    known_hosts = render(prod, "backup-transfer.known_hosts.j2")
+    assert "\nrecette.test ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAhostkey\n" in known_hosts
+    assert "OnSuccess=odoo-backup-transfer.service" in render(prod, "odoo-backup.service.j2")
+    assert "StrictHostKeyChecking=yes" in render(prod, "odoo-backup-transfer.sh.j2")
+    assert "authorized_keys.j2" not in files  # prod accepts no delivery
+    for missing in ("backup_transfer_host", "backup_transfer_host_key"):
+        with pytest.raises(DeployError, match="ssh_host_ed25519_key.pub"):
+            rendered_files(With(prod, **{missing: None}))
+    with pytest.raises(DeployError, match="<type> <base64 key>"):
+        rendered_files(With(prod, backup_transfer_host_key="AAAA-no-type"))
+    other_port = render(With(prod, backup_transfer_port=2222), "backup-transfer.known_hosts.j2")
+    assert "\n[recette.test]:2222 ssh-ed25519 " in other_port
+
+
+def test_recettes_key_line_restricts_to_rrsync_write_only(inventory):
+    recette = release_data(inventory, "oca-france-recette", "debian-12")
+    line = render(recette, "authorized_keys.j2").splitlines()[-1]
+    assert line == (
+        'restrict,command="/usr/bin/rrsync -wo -munge /home/odoo/.odoo_dumps/incoming"'
+        " ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAtest transfer"
+    )
+    assert "backup-transfer.key.j2" not in rendered_files(recette)  # recette sends nothing
 
 
 def test_every_template_is_used(inventory):
@@ -307,7 +373,9 @@ def test_recette_needs_only_recette_secrets(tmp_path):
     recette_only = {
         "ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE": TEST_SECRETS[
             "ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE"
-        ]
+        ],
+        # recette reads only the public half (the .pub beside the private key).
+        "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE": TEST_SECRETS["OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE"],
     }
     result = pyinfra_in_copy(
         tmp_path, recette_only, "inventory.py", "debug-inventory", "--limit", "recette"
@@ -318,6 +386,20 @@ def test_recette_needs_only_recette_secrets(tmp_path):
     # debug-inventory shows which secret, never its value
     assert "<secret ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE>" in output
     assert recette_only["ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE"] not in output
+    assert "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAtest transfer" in output
+    assert "test-private-key" not in output
+
+
+@pytest.mark.parametrize("limit", ["recette", "prod"])
+def test_missing_transfer_key_stops_before_connecting(tmp_path, limit):
+    secrets = {k: v for k, v in TEST_SECRETS.items() if k.startswith("ODOO_OCA_FRANCE_")}
+    result = pyinfra_in_copy(tmp_path, secrets, "-y", "inventory.py", "deploy.py", "--limit", limit)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"Missing the backup transfer key (needed for {limit})" in output
+    assert "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE is not set" in output
+    assert "ssh-keygen -t ed25519" in output
+    assert "Connecting" not in output
 
 
 def test_env_template_lists_every_secret(monkeypatch):
@@ -349,7 +431,11 @@ def test_ruff(command):
 def test_dotenv_is_read_and_a_readable_one_is_flagged(tmp_path):
     secret = TEST_SECRETS["ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE"]
     dotenv = tmp_path / ".env"
-    dotenv.write_text(f"ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE={secret}\n")
+    key_file = TEST_SECRETS["OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE"]
+    dotenv.write_text(
+        f"ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE={secret}\n"
+        f"OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE={key_file}\n"
+    )
     dotenv.chmod(0o644)
     result = pyinfra_in_copy(tmp_path, {}, "inventory.py", "debug-inventory", "--limit", "recette")
     output = result.stdout + result.stderr

@@ -56,7 +56,12 @@ class Sandbox:
 
     @property
     def secrets(self) -> list[str]:
-        return [v for k, v in self.env.items() if k.startswith("ODOO_OCA_FRANCE_ADMIN_PASSWORD")]
+        """The admin passwords, and each line of the transfer key's private body."""
+        passwords = [
+            v for k, v in self.env.items() if k.startswith("ODOO_OCA_FRANCE_ADMIN_PASSWORD")
+        ]
+        key = Path(self.env["OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE"]).read_text()
+        return passwords + [line for line in key.splitlines() if not line.startswith("-----")]
 
     def run_env(self) -> dict[str, str]:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("ODOO_OCA_FRANCE_")}
@@ -197,3 +202,48 @@ def main_pid(host) -> str:
 
 def psql(host, db: str, query: str) -> str:
     return host.check_output(f"sudo -u odoo psql -XAtq -d {db} -c {shlex.quote(query)}")
+
+
+BACKUPS = "/home/odoo/.odoo_dumps/backups"
+PRODUCTION_DATA = "/home/odoo/.odoo_dumps/production-data"
+INCOMING = "/home/odoo/.odoo_dumps/incoming"
+
+
+def filestore(name: str) -> str:
+    return f"/home/odoo/.local/share/Odoo/filestore/{DB[name]}"
+
+
+def unit_invocation(host, unit: str) -> str:
+    return host.check_output(f"systemctl show -p InvocationID --value {unit}")
+
+
+def wait_unit_done(host, unit: str, previous_invocation: str, timeout: float = 120) -> str:
+    """Wait until `unit` ran again (a new invocation) and finished; its result."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        show = host.check_output(f"systemctl show -p InvocationID,ActiveState,Result {unit}")
+        state = dict(line.split("=", 1) for line in show.splitlines())
+        if state["InvocationID"] not in ("", previous_invocation) and state["ActiveState"] in (
+            "inactive",
+            "failed",
+        ):
+            return state["Result"]
+        time.sleep(0.5)
+    pytest.fail(f"{unit} did not run within {timeout}s")
+
+
+def run_backup(prod, recette=None):
+    """Start odoo-backup.service as odoo (polkit lets it start its own units) and wait; then
+    for the transfer it triggers, and recette's acceptance when `recette` is given."""
+    transfer = unit_invocation(prod, "odoo-backup-transfer.service")
+    accept = unit_invocation(recette, "odoo-production-data-accept.service") if recette else ""
+    result = prod.run("sudo -u odoo systemctl start odoo-backup.service")
+    if result.rc == 0:
+        assert wait_unit_done(prod, "odoo-backup-transfer.service", transfer) == "success"
+        if recette is not None:
+            wait_unit_done(recette, "odoo-production-data-accept.service", accept)
+    return result
+
+
+def backup_dirs(host, directory: str = BACKUPS) -> list[str]:
+    return host.check_output(f"ls -A {directory}").split()

@@ -194,7 +194,7 @@ def test_units_pass_systemd_analyze_verify(any_host):
     _, host = any_host
     result = host.run(
         "systemd-analyze verify /etc/systemd/system/odoo-*.service"
-        " $(ls /etc/systemd/system/odoo-*.timer 2>/dev/null)"
+        " $(ls /etc/systemd/system/odoo-*.timer /etc/systemd/system/odoo-*.path 2>/dev/null)"
     )
     assert result.rc == 0 and result.stderr.strip() == "", result.stderr
 
@@ -208,6 +208,7 @@ def test_recette_has_the_deploy_timers_and_prod_the_backup_only(recette, prod):
     assert "OnCalendar=Mon *-*-* 04:00:00" in weekly
     prod_units = prod.check_output("ls /etc/systemd/system/").split()
     assert [unit for unit in prod_units if unit.startswith("odoo-")] == [
+        "odoo-backup-transfer.service",
         "odoo-backup.service",
         "odoo-backup.timer",
         "odoo-oca-france.service",

@@ -8,20 +8,25 @@ from __future__ import annotations
 import json
 import time
 
-from .conftest import DB, DEPLOY, PROD, RECETTE, head, main_pid, psql
+from .conftest import (
+    BACKUPS,
+    DB,
+    DEPLOY,
+    PROD,
+    PRODUCTION_DATA,
+    RECETTE,
+    backup_dirs,
+    filestore,
+    head,
+    main_pid,
+    psql,
+    run_backup,
+    unit_invocation,
+    wait_unit_done,
+)
 
-BACKUPS = "/home/odoo/.odoo_dumps/backups"
-FILESTORE = f"/home/odoo/.local/share/Odoo/filestore/{DB[PROD]}"
+FILESTORE = filestore(PROD)
 LOCK = "/home/odoo/.odoo_dumps/.deploy.lock"
-
-
-def backup_dirs(prod) -> list[str]:
-    return prod.check_output(f"ls -A {BACKUPS}").split()
-
-
-def run_backup(prod):
-    """Start odoo-backup.service as odoo (polkit lets it start its own units) and wait."""
-    return prod.run("sudo -u odoo systemctl start odoo-backup.service")
 
 
 def attach(prod, path: str, content: str) -> None:
@@ -83,6 +88,7 @@ def test_next_backup_links_the_files_it_already_has(prod):
 
 def test_backup_and_deploy_never_overlap(prod):
     before = backup_dirs(prod)
+    transfer = unit_invocation(prod, "odoo-backup-transfer.service")
     # A deploy holds the lock: the backup waits for it instead of running beside it.
     prod.check_output(
         f"systemd-run --unit=hold-deploy-lock --uid=odoo --gid=odoo flock {LOCK} sleep 15"
@@ -104,6 +110,7 @@ def test_backup_and_deploy_never_overlap(prod):
     while time.monotonic() < deadline and set(backup_dirs(prod)) <= set(before):
         time.sleep(1)
     assert set(backup_dirs(prod)) - set(before), "no backup once the lock was released"
+    assert wait_unit_done(prod, "odoo-backup-transfer.service", transfer) == "success"
 
     prod.check_output(
         f"systemd-run --unit=hold-deploy-lock-2 --uid=odoo --gid=odoo flock {LOCK} sleep 10"
@@ -132,11 +139,9 @@ def test_failed_backup_fails_the_unit_and_leaves_nothing_partial(sandbox, prod):
     sandbox.wait_healthy(PROD, timeout=5)
 
 
-PRODUCTION_DATA = "/home/odoo/.odoo_dumps/production-data"
-
-
 def send_to_recette(sandbox, name: str, as_name: str) -> None:
-    """Copy a production backup into recette's production data (the transfer is not built yet)."""
+    """Copy a production backup into recette's production data by hand, past the transfer's
+    checks: deploy --restore must still verify it."""
     archive = sandbox.ssh(PROD, f"tar -C {BACKUPS} -cf - {name}")
     rename = f" && mv {name} {as_name}" if as_name != name else ""
     sandbox.ssh(
@@ -148,7 +153,7 @@ def send_to_recette(sandbox, name: str, as_name: str) -> None:
 
 def test_restore_reads_a_backup_directory(sandbox, recette, prod):
     newest = backup_dirs(prod)[-1]
-    send_to_recette(sandbox, newest, newest)
+    assert newest in backup_dirs(recette, PRODUCTION_DATA)  # delivered and accepted
     result = recette.run(f"sudo -u odoo {DEPLOY} -R origin/18.0")
     assert result.rc == 0, result.stdout + result.stderr
     assert f"production data to restore: {PRODUCTION_DATA}/{newest}" in result.stdout

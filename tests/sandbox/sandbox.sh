@@ -10,7 +10,8 @@
 #   sandbox.sh down              stop the containers, remove namespaces, veths, nftables table
 #
 # Containers reach only the package registries (apt, PyPI), through an nftables masquerade
-# restricted to those addresses on ports 80/443. Needs root.
+# restricted to those addresses on ports 80/443, and each other's SSH (prod sends its backups
+# to recette). Needs root.
 set -euo pipefail
 
 PROJECT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -153,6 +154,8 @@ table inet $NFT_TABLE {
     }
     chain forward {
         type filter hook forward priority 0; policy accept;
+        iifname "vocasb*" oifname "vocasb*" ip daddr $SUBNET tcp dport 22 accept
+        iifname "vocasb*" oifname "vocasb*" ct state established,related accept
         iifname "vocasb*" ip daddr @registries tcp dport { 80, 443 } accept
         iifname "vocasb*" drop
         oifname "vocasb*" ct state established,related accept
@@ -258,9 +261,12 @@ CONTROL
     rm -rf "$pkg"
 }
 
+# Where prod sends its backups: recette's address and pinned host key, as real data would say.
 write_group_data() {
-    local sha256
+    local sha256 recette_index recette_key
     sha256=$(sha256sum "$DEBS_DIR/$WKHTMLTOX_TEST_DEB" | cut -d' ' -f1)
+    read -r _ recette_index _ <<<"${CONTAINERS[0]}"
+    recette_key=$(cut -d' ' -f1,2 "$(rootfs_of oca-france-recette)/etc/ssh/ssh_host_ed25519_key.pub")
     mkdir -p "$GROUP_DATA_DIR"
     cat >"$GROUP_DATA_DIR/all.py" <<PYTHON
 """Sandbox only: written by tests/sandbox/sandbox.sh, loaded with pyinfra --group-data on top
@@ -270,6 +276,10 @@ of the project's group_data/ (matching keys are replaced)."""
 wkhtmltopdf_debs = {
     "debian-13": {"url": "file://$DEBS_IN_CONTAINER/$WKHTMLTOX_TEST_DEB", "sha256": "$sha256"},
 }
+
+# prod sends its backups to the recette container, whose host key it pins.
+backup_transfer_host = "$(container_ip "$recette_index")"
+backup_transfer_host_key = "$recette_key"
 PYTHON
 }
 
@@ -329,6 +339,7 @@ OCA_SSH_KNOWN_HOSTS=$STATE_DIR/known_hosts
 OCA_FRANCE_APP_REPO=${APP_REPO:-file://$APP_ORIGIN_IN_CONTAINER}
 ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE=sandbox-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 ODOO_OCA_FRANCE_ADMIN_PASSWORD_PROD=sandbox-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE=$STATE_DIR/backup-transfer
 EOF
     fi
 }
@@ -340,10 +351,12 @@ cmd_up() {
     chmod 700 "$STATE_DIR"
     [[ -f "$STATE_DIR/ip_forward.before" ]] || cat /proc/sys/net/ipv4/ip_forward >"$STATE_DIR/ip_forward.before"
     [[ -f "$STATE_DIR/id_ed25519" ]] || ssh-keygen -q -t ed25519 -N "" -C sandbox -f "$STATE_DIR/id_ed25519"
+    # The dedicated backup transfer key pair (.env's OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE).
+    [[ -f "$STATE_DIR/backup-transfer" ]] \
+        || ssh-keygen -q -t ed25519 -N "" -C sandbox-backup-transfer -f "$STATE_DIR/backup-transfer"
     build_rootfs_tarballs
     build_app_origin
     build_wkhtmltox_test_deb
-    write_group_data
     setup_nftables
     local entry name index suite
     for entry in "${CONTAINERS[@]}"; do
@@ -353,6 +366,7 @@ cmd_up() {
         boot "$name" "$index"
     done
     write_client_config
+    write_group_data
     for entry in "${CONTAINERS[@]}"; do
         read -r name index _ <<<"$entry"
         wait_for_ssh "$name" "$index"

@@ -1,0 +1,370 @@
+"""The road from production's database to a neutralized recette: prod's backup, its transfer
+with a key that can only deliver, recette's check, the weekly refresh; and `make status`.
+
+Tests run in file order, on the backups test_5 left.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import time
+
+from .conftest import (
+    BACKUPS,
+    DB,
+    GROUP_DATA,
+    INCOMING,
+    PROD,
+    PRODUCTION_DATA,
+    PROJECT_DIR,
+    RECETTE,
+    backup_dirs,
+    filestore,
+    main_pid,
+    psql,
+    run_backup,
+    unit_invocation,
+    wait_unit_done,
+)
+
+RECETTE_ADDRESS = "10.231.1.2"
+KEY = "/home/odoo/.ssh/backup-transfer"
+# prod's transfer key and pinned host key, as the transfer script uses them.
+SSH = (
+    f"ssh -i {KEY} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes"
+    " -o UserKnownHostsFile=/home/odoo/.ssh/backup-transfer.known_hosts"
+)
+ACCEPT = "odoo-production-data-accept.service"
+TRANSFER = "odoo-backup-transfer.service"
+
+
+def as_odoo(host, command: str):
+    return host.run(f"cd / && sudo -u odoo sh -c {shlex.quote(command)}")
+
+
+def attempt(prod, command: str) -> tuple[int, str]:
+    """Run `command` on prod as odoo: its exit status and its output. (testinfra takes an
+    exit status of 255, ssh's own failures, for a lost connection: keep it inside.)"""
+    result = prod.run(f'cd / && sudo -u odoo sh -c {shlex.quote(command)} 2>&1; echo "exit=$?"')
+    output, _, status = result.stdout.rstrip().rpartition("exit=")
+    return int(status), output
+
+
+def attach_random(prod, path: str, size_kib: int) -> None:
+    """An incompressible attachment, as most of a real filestore is."""
+    as_odoo(
+        prod,
+        f"mkdir -p {filestore(PROD)}/$(dirname {path}) && head -c {size_kib}K /dev/urandom"
+        f" > {filestore(PROD)}/{path}",
+    )
+
+
+def sent_bytes(prod) -> int:
+    """What the last transfer sent: files, then manifest (from its journal)."""
+    journal = prod.check_output(f"journalctl -u {TRANSFER} -o cat --no-pager -n 20")
+    files = re.findall(r"files sent: (\d+) bytes", journal)[-1]
+    manifest = re.findall(r"manifest sent \((\d+) bytes\)", journal)[-1]
+    return int(files) + int(manifest)
+
+
+def test_refresh_from_production_end_to_end(sandbox, recette, prod):
+    # Production's data: marker rows, an attachment, its own URL, mail and crons active.
+    psql(prod, DB[PROD], "UPDATE res_company SET name = 'Refreshed from production SA'")
+    psql(
+        prod,
+        DB[PROD],
+        "INSERT INTO ir_config_parameter (key, value) VALUES"
+        " ('web.base.url', 'https://www.oca-france.fr')",
+    )
+    as_odoo(
+        prod, f"mkdir -p {filestore(PROD)}/ef && echo refresh-marker > {filestore(PROD)}/ef/ef01"
+    )
+    assert psql(prod, DB[PROD], "SELECT count(*) FROM ir_cron WHERE active") != "0"
+    assert psql(prod, DB[PROD], "SELECT count(*) FROM ir_mail_server WHERE active") != "0"
+    prod_pid = main_pid(prod)
+
+    assert run_backup(prod, recette).rc == 0
+    newest = backup_dirs(prod)[-1]
+    assert backup_dirs(recette, PRODUCTION_DATA)[-1] == newest  # verified and accepted
+    assert not recette.file(f"{INCOMING}/manifest.json").exists  # consumed
+
+    result = recette.run("systemctl start odoo-weekly-deploy.service")
+    assert result.rc == 0, recette.check_output(
+        "journalctl -u odoo-weekly-deploy.service -o cat --no-pager -n 30"
+    )
+    status, page = sandbox.get(RECETTE, "/web/login")
+    assert status == 200
+    assert "Refreshed from production SA" in page
+    assert "database.is_neutralized = True" in page
+    assert '<span id="active-crons">0</span>' in page
+    assert '<span id="active-mail-servers">0</span>' in page
+    assert "ribbon.name = RECETTE" in page
+    assert "web.base.url = https://test.oca-france.fr" in page
+    assert "web.base.url.freeze = True" in page
+    assert "www.oca-france.fr" not in page
+    in_db = psql(
+        recette, DB[RECETTE], "SELECT value FROM ir_config_parameter WHERE key = 'web.base.url'"
+    )
+    assert in_db == "https://test.oca-france.fr"
+    restored = f"{filestore(RECETTE)}/ef/ef01"
+    assert recette.file(restored).content_string == "refresh-marker\n"
+    assert recette.file("/home/odoo/.odoo_dumps/.production-data-in-use").content_string.startswith(
+        newest + " "
+    )
+
+    # Production: unchanged, still serving, still sending mail and running crons.
+    assert main_pid(prod) == prod_pid
+    sandbox.wait_healthy(PROD, timeout=5)
+    _, prod_page = sandbox.get(PROD, "/web/login")
+    assert "Refreshed from production SA" in prod_page
+    assert "database.is_neutralized" not in prod_page
+    assert "web.base.url = https://www.oca-france.fr" in prod_page
+    assert '<span id="active-crons">0</span>' not in prod_page
+
+
+def test_a_day_sends_the_dump_and_the_new_attachments_only(recette, prod):
+    attach_random(prod, "aa/new-day-1", 2048)
+    assert run_backup(prod, recette).rc == 0
+    newest = backup_dirs(prod)[-1]
+    dump = int(prod.check_output(f"stat -c %s {BACKUPS}/{newest}/{DB[PROD]}.dump"))
+    sent = sent_bytes(prod)
+    assert 2048 * 1024 <= sent <= dump + 1.2 * 2048 * 1024 + 64 * 1024, sent
+
+    # Nothing new: the dump (and small change) only.
+    assert run_backup(prod, recette).rc == 0
+    dump = int(prod.check_output(f"stat -c %s {BACKUPS}/{backup_dirs(prod)[-1]}/{DB[PROD]}.dump"))
+    assert sent_bytes(prod) <= dump + 64 * 1024
+    # recette holds each file once: its accepted copies share the incoming files' inodes.
+    [older, newer] = backup_dirs(recette, PRODUCTION_DATA)[-2:]
+    inodes = recette.check_output(
+        f"stat -c %i {PRODUCTION_DATA}/{older}/filestore/aa/new-day-1"
+        f" {PRODUCTION_DATA}/{newer}/filestore/aa/new-day-1 {INCOMING}/filestore/aa/new-day-1"
+    ).split()
+    assert len(set(inodes)) == 1
+
+
+def test_recette_keeps_the_newest_two(recette, prod):
+    assert run_backup(prod, recette).rc == 0
+    accepted = [
+        name
+        for name in backup_dirs(recette, PRODUCTION_DATA)
+        if recette.file(f"{PRODUCTION_DATA}/{name}/manifest.json").exists
+    ]
+    assert len(accepted) == 2
+    assert accepted[-1] == backup_dirs(prod)[-1]
+
+
+def test_a_transfer_killed_halfway_leaves_the_previous_backup_in_use(recette, prod):
+    before = backup_dirs(recette, PRODUCTION_DATA)
+    attach_random(prod, "bb/large", 40 * 1024)
+    # A backup taken by the script itself: the unit would start the transfer at once.
+    assert as_odoo(prod, "/home/odoo/scripts/odoo-backup").rc == 0
+    # The same transfer, slowed down (2 MB/s) so that it can be killed in the middle.
+    prod.check_output(
+        "install -d /tmp/slow-rsync && printf '%s\\n' '#!/bin/bash'"
+        " 'exec /usr/bin/rsync \"${@/--bwlimit=0/--bwlimit=2000}\"' > /tmp/slow-rsync/rsync"
+        " && chmod 755 /tmp/slow-rsync/rsync"
+    )
+    accept = unit_invocation(recette, ACCEPT)
+    prod.check_output(
+        "systemd-run --unit=slow-transfer --uid=odoo --gid=odoo"
+        " -E PATH=/tmp/slow-rsync:/usr/bin:/bin /home/odoo/scripts/odoo-backup-transfer"
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while (
+            time.monotonic() < deadline
+            and not recette.run(f"ls -A {INCOMING}/filestore/bb 2>/dev/null | grep -q .").succeeded
+        ):
+            time.sleep(0.2)
+        time.sleep(2)  # part of the 40 MiB file is on its way
+        assert prod.check_output("systemctl is-active slow-transfer.service || true") == "active"
+    finally:
+        prod.run(
+            "systemctl kill -s KILL slow-transfer.service;"
+            " systemctl reset-failed slow-transfer.service"
+        )
+    time.sleep(2)
+    assert not recette.file(f"{INCOMING}/manifest.json").exists
+    assert backup_dirs(recette, PRODUCTION_DATA) == before
+    assert unit_invocation(recette, ACCEPT) == accept  # nothing to verify: nothing accepted
+    # deploy --restore would take the previous complete backup.
+    status = recette.check_output("sudo -u odoo /home/odoo/scripts/odoo-status || true")
+    assert f"newest received:  {before[-1]}" in status
+
+    # The next transfer completes it.
+    transfer = unit_invocation(prod, TRANSFER)
+    prod.check_output(f"sudo -u odoo systemctl start {TRANSFER}")
+    assert wait_unit_done(prod, TRANSFER, transfer) == "success"
+    assert wait_unit_done(recette, ACCEPT, accept) == "success"
+    assert backup_dirs(recette, PRODUCTION_DATA)[-1] == backup_dirs(prod)[-1]
+    prod.check_output("rm -rf /tmp/slow-rsync")
+
+
+def test_a_corrupted_delivery_is_refused_and_recette_keeps_running(sandbox, recette, prod):
+    before = backup_dirs(recette, PRODUCTION_DATA)
+    pid = main_pid(recette)
+    assert as_odoo(prod, "/home/odoo/scripts/odoo-backup").rc == 0
+    newest = backup_dirs(prod)[-1]
+    dump = f"{BACKUPS}/{newest}/{DB[PROD]}.dump"
+    prod.check_output(f"sudo -u odoo truncate -s -100 {dump}")  # damaged on its way
+    accept = unit_invocation(recette, ACCEPT)
+    transfer = unit_invocation(prod, TRANSFER)
+    try:
+        prod.check_output(f"sudo -u odoo systemctl start {TRANSFER}")
+        assert wait_unit_done(prod, TRANSFER, transfer) == "success"
+        assert wait_unit_done(recette, ACCEPT, accept) == "exit-code"
+    finally:
+        prod.check_output(f"rm -rf {BACKUPS}/{newest}")
+    assert recette.check_output(f"systemctl is-failed {ACCEPT} || true") == "failed"
+    journal = recette.check_output(f"journalctl -u {ACCEPT} -o cat --no-pager -n 10")
+    assert "production data refused, not used" in journal
+    assert "bytes, the manifest says" in journal
+    assert backup_dirs(recette, PRODUCTION_DATA) == before
+    assert recette.file(f"{INCOMING}/manifest.json.refused").exists
+    assert main_pid(recette) == pid
+    sandbox.wait_healthy(RECETTE, timeout=5)
+    recette.check_output(f"systemctl reset-failed {ACCEPT}")
+
+
+def test_the_transfer_key_can_only_deliver_backups(recette, prod):
+    target = f"odoo@{RECETTE_ADDRESS}"
+    odoorc = recette.check_output("sha256sum /home/odoo/.odoorc")
+    keys = recette.check_output("sha256sum /home/odoo/.ssh/authorized_keys")
+
+    status, output = attempt(prod, f"{SSH} {target} 'id; touch /tmp/key-ran-a-shell'")
+    assert status != 0 and "uid=" not in output
+    assert "SSH_ORIGINAL_COMMAND does not run rsync" in output
+    assert not recette.file("/tmp/key-ran-a-shell").exists
+
+    status, output = attempt(prod, f"{SSH} -tt {target} < /dev/null")
+    assert status != 0 and "PTY allocation request failed" in output
+
+    status, output = attempt(prod, f"{SSH} -W 127.0.0.1:5432 {target} < /dev/null")
+    assert status != 0 and "administratively prohibited" in output
+    status, output = attempt(
+        prod, f"{SSH} -o ExitOnForwardFailure=yes -R 127.0.0.1:15000:127.0.0.1:22 {target} true"
+    )
+    assert status != 0 and "remote port forwarding failed" in output
+
+    status, output = attempt(prod, f"rsync -e '{SSH}' {target}:filestore.list /tmp/read-attempt")
+    assert status != 0 and "reading from write-only server is not allowed" in output
+    assert not prod.file("/tmp/read-attempt").exists
+
+    as_odoo(prod, "echo evil > /tmp/evil && ln -sfn /home/odoo /tmp/escape")
+    status, output = attempt(prod, f"rsync -e '{SSH}' /tmp/evil {target}:../production-data/evil")
+    assert status != 0 and "do not use .. in arg" in output
+    # An absolute path is taken inside incoming/ (incoming/home/odoo/..., which does not exist).
+    status, output = attempt(prod, f"rsync -e '{SSH}' /tmp/evil {target}:/home/odoo/.odoorc")
+    assert status != 0 and f"{INCOMING}/home/odoo" in output
+    # A symlink out of incoming/, then a write through it.
+    attempt(prod, f"rsync -a -e '{SSH}' /tmp/escape {target}:")
+    status, output = attempt(prod, f"rsync -e '{SSH}' /tmp/evil {target}:escape/.odoorc")
+    assert status != 0
+    assert recette.check_output("sha256sum /home/odoo/.odoorc") == odoorc
+    assert recette.check_output("sha256sum /home/odoo/.ssh/authorized_keys") == keys
+    assert recette.check_output("find /home/odoo -name evil -not -path '*/incoming/*'") == ""
+    prod.check_output("rm -f /tmp/evil /tmp/escape")
+
+
+def test_an_apply_without_the_key_material_stops_before_any_change(sandbox, prod):
+    known_hosts = "/home/odoo/.ssh/backup-transfer.known_hosts"
+    before = prod.check_output(f"stat -c '%Y %s' {known_hosts}")
+
+    env = {k: v for k, v in sandbox.run_env().items() if k != "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE"}
+    no_key = subprocess_pyinfra(env, "--limit", "prod")
+    assert no_key.returncode != 0
+    output = no_key.stdout + no_key.stderr
+    assert "Missing the backup transfer key (needed for prod)" in output
+    assert "ssh-keygen -t ed25519" in output
+    assert "Connecting" not in output
+
+    no_host_key = sandbox.apply("--limit", "prod", "--data", "backup_transfer_host_key=")
+    output = no_host_key.stdout + no_host_key.stderr
+    assert no_host_key.returncode != 0
+    assert "backup_transfer_host_key" in output and "ssh_host_ed25519_key.pub" in output
+    assert "Beginning operation run" not in output
+    assert prod.check_output(f"stat -c '%Y %s' {known_hosts}") == before
+
+
+def test_the_transfer_key_is_private_and_never_shown(sandbox, prod, tmp_path):
+    key = prod.file("/home/odoo/.ssh/backup-transfer")
+    assert (key.user, key.group, key.mode) == ("odoo", "odoo", 0o600)
+    assert prod.file("/home/odoo/.ssh").mode == 0o700
+    # A new key pair: the dry run says the key would change, and shows neither key.
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "new")], check=True
+    )
+    new_body = [
+        line for line in (tmp_path / "new").read_text().splitlines() if not line.startswith("---")
+    ]
+    env = {**sandbox.run_env(), "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE": str(tmp_path / "new")}
+    before = key.content_string
+    dry = subprocess.run(
+        ["pyinfra", "--dry", "--diff", "-vvv", "inventory.py", "deploy.py", *GROUP_DATA]
+        + ["--limit", "prod"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = dry.stdout + dry.stderr
+    assert dry.returncode == 0, output[-3000:]
+    assert "Will write /home/odoo/.ssh/backup-transfer (content not shown" in output
+    for secret in sandbox.secrets + new_body:
+        assert secret not in output
+    assert prod.file("/home/odoo/.ssh/backup-transfer").content_string == before
+
+
+def subprocess_pyinfra(env: dict[str, str], *args: str):
+    return subprocess.run(
+        ["pyinfra", "-y", "inventory.py", "deploy.py", *GROUP_DATA, *args],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_make_status_shows_each_host_and_flags_what_is_stale(sandbox, recette, prod):
+    ok = sandbox.make("status")
+    out = ok.stdout + ok.stderr
+    assert ok.returncode == 0, out
+    newest = backup_dirs(prod)[-1]
+    for host in (RECETTE, PROD):
+        assert re.search(rf"\[{host}\]\s+deployed:\s+\S+", out)
+        assert re.search(rf"\[{host}\]\s+service:\s+odoo-oca-france.service active, health ok", out)
+    assert re.search(rf"\[{PROD}\]\s+last backup:\s+{newest}, 0\.\d h old", out)
+    assert re.search(rf"\[{RECETTE}\]\s+production data:\s+{DB[PROD]}-\d{{8}}T\d{{6}}, taken", out)
+
+    # Stale: a backup older than 36 h on prod, production data older than 8 days on recette.
+    manifest = f"{BACKUPS}/{newest}/manifest.json"
+    original = prod.file(manifest).content_string
+    old = json.loads(original)
+    old["time"] = prod.check_output("date -d '-37 hours' --iso-8601=seconds")
+    in_use = "/home/odoo/.odoo_dumps/.production-data-in-use"
+    in_use_before = recette.file(in_use).content_string
+    try:
+        prod.check_output(
+            f"sudo -u odoo sh -c {shlex.quote(f'cat > {manifest}')} <<'EOF'\n{json.dumps(old)}\nEOF"
+        )
+        nine_days = recette.check_output("date -d '-9 days' --iso-8601=seconds")
+        name = in_use_before.split()[0]
+        recette.check_output(f"sudo -u odoo sh -c 'echo {name} {nine_days} > {in_use}'")
+        stale = sandbox.make("status")
+    finally:
+        prod.check_output(
+            f"sudo -u odoo sh -c {shlex.quote(f'cat > {manifest}')} <<'EOF'\n{original}EOF"
+        )
+        recette.check_output(f"sudo -u odoo sh -c 'echo {in_use_before.strip()} > {in_use}'")
+    assert stale.returncode != 0
+    out = stale.stdout + stale.stderr
+    assert re.search(rf"\[{PROD}\]\s+ATTENTION:\s+the last backup is 37\.0 h old", out)
+    assert re.search(
+        rf"\[{RECETTE}\]\s+ATTENTION:\s+the production data in use is 9\.0 days old", out
+    )
