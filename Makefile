@@ -73,6 +73,6 @@ sandbox: setup ## Boot the local sandbox containers (root) and apply deploy.py t
 sandbox-down: ## Tear the sandbox down (containers, network namespaces, nftables table)
 	$(SANDBOX) down
 
-bench: setup ## Print timings: rootfs build, first apply, no-op re-apply, whole suite
+bench: setup ## Print figures: rootfs, applies, backups and deploys on generated data, suite
 	$(DEPS) bench
 	$(UV) run --locked python tests/benchmark.py $(ARGS)

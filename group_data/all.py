@@ -119,11 +119,17 @@ odoo_initdb_command = (  # --no-cache: no cache-<date>-<hash> template database 
     "{venv}/bin/click-odoo-initdb -c {config} -n {db} -m {modules} --no-demo --no-cache"
 )
 odoo_update_command = "{venv}/bin/click-odoo-update -c {config} -d {db} --i18n-overwrite"
+# deploy --dry-run: what the update would do, with the target's code, changing nothing.
+odoo_list_updates_command = "{venv}/bin/click-odoo-update -c {config} -d {db} --list-only"
 odoo_neutralize_command = "{venv}/bin/odoo neutralize -c {config} -d {db}"
 odoo_server_command = "{venv}/bin/odoo -c {config}"
 
 # --- The deploy script (templates/deploy.sh.j2)
-deploy_backups_kept = 10  # safety backups kept in before-deploy/ (older ones are removed)
+deploy_snapshots_kept = 2  # snapshots (database copy + filestore links) kept after a success
+deploy_disk_margin_mib = 1024  # MiB that must stay free beside a snapshot, or the deploy refuses
+deploy_logs_kept = 30  # per-deploy logs kept (Odoo's and uv's output)
+deploy_repair_calendar = "*-*-* *:*:00"  # how often a deploy that died is looked for and repaired
+postgresql_data_root = "/var/lib/postgresql"  # where PostgreSQL keeps its data (free disk check)
 deploy_restore_allowed = False  # whether `deploy -R` may replace the data with production's
 deploy_ref_pattern = ""  # regex every deployed ref must match ("" = any ref)
 

@@ -10,9 +10,10 @@ from pyinfra.operations.util import any_changed
 
 from tasks.render import (
     checked_addons_subdirs,
+    deploy_log_dir,
     odoo_command,
     production_data_dir,
-    safety_backup_dir,
+    snapshot_dir,
     uv_env,
     venv_check_command,
     venv_sync_command,
@@ -41,7 +42,8 @@ files.directory(
 
 for path, mode in (
     (data.odoo_dumps_dir, "700"),
-    (safety_backup_dir(data), "700"),
+    (snapshot_dir(data), "700"),
+    (deploy_log_dir(data), "700"),
     (production_data_dir(data), "700"),
     (data.odoo_data_dir, "700"),
 ):
@@ -147,6 +149,34 @@ install_template(
     template="deploy.sh.j2",
     mode="755",
 )
+
+install_template(
+    name=f"Install the deploy's steps ({data.odoo_scripts_dir}/deploy-lib.sh)",
+    template="deploy-lib.sh.j2",
+    mode="644",
+)
+
+repair_units = [
+    install_template(name=f"Install {unit}", template=f"{unit}.j2")
+    for unit in (
+        "odoo-deploy-repair.service",
+        "odoo-deploy-repair.timer",
+        "odoo-deploy-boot-repair.service",
+    )
+]
+
+systemd.daemon_reload(
+    name="Reload systemd (the repair units changed)",
+    _if=any_changed(*repair_units),
+)
+
+for unit in ("odoo-deploy-repair.timer", "odoo-deploy-boot-repair.service"):
+    systemd.service(
+        name=f"Enable {unit} (repairs a deploy that died: every minute, and at boot)",
+        service=unit,
+        running=unit.endswith(".timer"),
+        enabled=True,
+    )
 
 install_template(
     name=f"Install the backup checker ({data.odoo_scripts_dir}/odoo-backup-verify)",

@@ -64,10 +64,11 @@ def checked_addons_subdirs(data) -> list[str]:
     return list(data.odoo_addons_subdirs)
 
 
-def odoo_command(data, template: str) -> str:
-    """One of the data's commands (odoo_*_command) with this host's values filled in."""
+def odoo_command(data, template: str, venv: str | None = None) -> str:
+    """One of the data's commands (odoo_*_command) with this host's values filled in (the
+    checkout's venv, or `venv`)."""
     return template.format(
-        venv=f"{data.oca_france_dir}/.venv",
+        venv=venv or f"{data.oca_france_dir}/.venv",
         config=shlex.quote(data.odoo_config_path),
         db=shlex.quote(data.odoo_db_name),
         modules=shlex.quote(",".join(data.odoo_init_modules)),
@@ -102,9 +103,29 @@ def odoo_url(data) -> str:
 
 
 # Below odoo_dumps_dir: what the deploy script, the auto-deploy script and the tasks share.
-def safety_backup_dir(data) -> str:
-    """The deploy's safety backups (the daily backups are data.backup_dir)."""
-    return f"{data.odoo_dumps_dir}/before-deploy"
+def snapshot_dir(data) -> str:
+    """The deploy's filestore snapshots (their databases are <db>-snap-<stamp> in PostgreSQL)."""
+    return f"{data.odoo_dumps_dir}/snapshots"
+
+
+def deploy_log_dir(data) -> str:
+    """One log per deploy: Odoo's and uv's output, which the terminal does not get."""
+    return f"{data.odoo_dumps_dir}/deploy-logs"
+
+
+def prepared_dir(data) -> str:
+    """Where the deploy builds the next release (worktree and venv) while the site serves."""
+    return f"{data.odoo_dumps_dir}/prepared"
+
+
+def deploy_state_file(data) -> str:
+    """What a running deploy is doing; left behind by a deploy that died, for its repair."""
+    return f"{data.odoo_dumps_dir}/.deploy.state"
+
+
+def deploy_history_file(data) -> str:
+    """One JSON line per deploy, rollback and repair."""
+    return f"{data.odoo_dumps_dir}/deploy-history.jsonl"
 
 
 def production_data_dir(data) -> str:
@@ -222,12 +243,20 @@ def deploy_vars(data) -> dict:
         "checkout": data.oca_france_dir,
         "service": data.oca_france_service,
         "data_dir": data.odoo_data_dir,
-        "backup_dir": safety_backup_dir(data),
+        "scripts_dir": data.odoo_scripts_dir,
+        "snapshot_dir": snapshot_dir(data),
+        "snapshots_kept": data.deploy_snapshots_kept,
+        "disk_margin_mib": data.deploy_disk_margin_mib,
+        "postgresql_data_root": data.postgresql_data_root,
+        "state_file": deploy_state_file(data),
+        "history_file": deploy_history_file(data),
+        "log_dir": deploy_log_dir(data),
+        "logs_kept": data.deploy_logs_kept,
+        "status_command": f"{data.odoo_scripts_dir}/odoo-status",
         "production_data_dir": production_data_dir(data),
         "in_use_file": production_data_in_use_file(data),
         "lock_file": deploy_lock_file(data),
         "verify_command": verify_command(data),
-        "backups_kept": data.deploy_backups_kept,
         "restore_allowed": data.deploy_restore_allowed,
         "ref_pattern": data.deploy_ref_pattern,
         "health_url": f"{url}/web/health?db_server_status=1",
@@ -239,6 +268,9 @@ def deploy_vars(data) -> dict:
         "neutralize_command": odoo_command(data, data.odoo_neutralize_command),
         "update_command": odoo_command(data, data.odoo_update_command),
         "environment_sql": config_parameters_sql(server_env_parameters(data)),
+        "prepared_dir": prepared_dir(data),
+        # Run from the prepared release, with its venv.
+        "list_updates_command": odoo_command(data, data.odoo_list_updates_command, venv=".venv"),
     }
 
 
@@ -365,9 +397,20 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
             service_vars(data),
         ),
         "deploy.sh.j2": (f"{data.odoo_scripts_dir}/deploy", deploy_vars(data)),
+        "deploy-lib.sh.j2": (f"{data.odoo_scripts_dir}/deploy-lib.sh", deploy_vars(data)),
         "odoo-backup-verify.py.j2": (verify_command(data), {}),
         "odoo-status.py.j2": (f"{data.odoo_scripts_dir}/odoo-status", status_vars(data)),
     }
+    repair = {
+        **automation_vars(data, data.deploy_repair_calendar),
+        "service": data.oca_france_service,
+    }
+    for unit in (
+        "odoo-deploy-repair.service",
+        "odoo-deploy-repair.timer",
+        "odoo-deploy-boot-repair.service",
+    ):
+        files[f"{unit}.j2"] = (f"/etc/systemd/system/{unit}", repair)
     if data.recette_automation:
         files["odoo-auto-deploy.sh.j2"] = (
             f"{data.odoo_scripts_dir}/odoo-auto-deploy",

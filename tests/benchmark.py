@@ -1,9 +1,10 @@
 """Timings of the sandbox and the suite, printed as a table (a benchmark, not a test).
 
     sudo make bench            # rootfs, applies per release, backups, whole suite warm and cold
-    sudo make bench ARGS="--no-suite --no-backups"
+    sudo make bench ARGS="--no-suite --no-backups --no-deploys"
 
-The backup figures (tests/benchmark_backups.py) run on the sandbox the applies configured.
+The backup figures (tests/benchmark_backups.py) and the deploy figures
+(tests/benchmark_deploys.py) run on the sandbox the applies configured.
 
 Cold means an empty cache: rootfs tarballs, debootstrap's and apt's .debs (a temporary
 cache, the real one is left alone). Replaces any running sandbox, tears it down at the end.
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import benchmark_backups
+import benchmark_deploys
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SANDBOX = ["bash", str(PROJECT_DIR / "tests" / "sandbox" / "sandbox.sh")]
@@ -52,9 +54,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-suite", action="store_true", help="skip the whole-suite timings")
     parser.add_argument("--no-backups", action="store_true", help="skip the backup figures")
+    parser.add_argument("--no-deploys", action="store_true", help="skip the deploy figures")
     args = parser.parse_args()
     figures = []
     backup_rows = []
+    deploy_rows = []
 
     subprocess.run([*SANDBOX, "down"], check=True, stderr=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory(dir="/var/tmp") as cold_cache:
@@ -75,6 +79,8 @@ def main() -> None:
         figures.append(timed("no-op re-apply, both hosts", PYINFRA, sandbox_env()))
         if not args.no_backups:
             backup_rows = benchmark_backups.run()
+        if not args.no_deploys:
+            deploy_rows = benchmark_deploys.run()
     finally:
         subprocess.run([*SANDBOX, "down"], check=True, stderr=subprocess.DEVNULL)
     if not args.no_suite:
@@ -90,6 +96,9 @@ def main() -> None:
     if backup_rows:
         print()
         benchmark_backups.print_table(backup_rows)
+    if deploy_rows:
+        print()
+        benchmark_deploys.print_table(deploy_rows)
 
 
 if __name__ == "__main__":

@@ -68,11 +68,11 @@ def mib(size: float) -> str:
     return f"{size / 2**20:,.0f} MiB"
 
 
-def add_attachments(count: int, prefix: str) -> None:
+def add_attachments(count: int, prefix: str, host: str = PROD, filestore: str = FILESTORE) -> None:
     """count attachments of 1 MiB of random bytes, sharded like Odoo's filestore."""
     as_odoo(
-        PROD,
-        f"for i in $(seq 1 {count}); do d={FILESTORE}/$(printf %02x $((i % 256)));"
+        host,
+        f"for i in $(seq 1 {count}); do d={filestore}/$(printf %02x $((i % 256)));"
         f" mkdir -p $d; head -c 1M /dev/urandom > $d/{prefix}-$i; done",
     )
 

@@ -5,6 +5,7 @@ Tests run in file order: each builds on the state the previous one left.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -24,6 +25,19 @@ def set_version(version: str):
     return change
 
 
+SNAPSHOTS = "/home/odoo/.odoo_dumps/snapshots"
+
+
+def snapshots(host) -> list[str]:
+    """The deploy's snapshots: databases in PostgreSQL, each with its filestore directory."""
+    names = psql(host, "postgres", "SELECT datname FROM pg_database WHERE datname LIKE '%-snap-%'")
+    return sorted(names.split())
+
+
+def last_history(host) -> dict:
+    return json.loads(host.check_output("tail -n 1 /home/odoo/.odoo_dumps/deploy-history.jsonl"))
+
+
 def login_page(sandbox) -> str:
     status, page = sandbox.get(RECETTE, "/web/login")
     assert status == 200, page
@@ -36,9 +50,19 @@ def test_deploy_moves_recette_to_a_new_commit(sandbox, recette):
     assert result.rc == 0, result.stdout + result.stderr
     assert head(recette) == commit
     assert "oca_france_all 18.0.1.1.0" in login_page(sandbox)
-    backups = recette.check_output("ls /home/odoo/.odoo_dumps/before-deploy").split()
-    assert any(name.endswith(".dump") for name in backups)
-    assert any(name.endswith(".filestore.tar.gz") for name in backups)
+    # The snapshot: a copy of the database in PostgreSQL, the filestore as hard links.
+    [snapshot] = snapshots(recette)
+    assert snapshot.startswith(f"{DB[RECETTE]}-snap-")
+    assert recette.file(f"{SNAPSHOTS}/{snapshot}/filestore").is_directory
+    entry = last_history(recette)
+    assert (entry["action"], entry["result"], entry["to"]) == ("deploy", "deployed", commit)
+    assert entry["ref"] == "origin/feature/release-2" and entry["failed_step"] is None
+    assert 0 <= entry["downtime_s"] <= entry["duration_s"]
+    # The terminal got the step lines, the log got Odoo's and uv's output too.
+    assert "log of this deploy" in result.stdout
+    assert "all modules up to date" not in result.stdout and "updated" not in result.stdout
+    log = recette.file(entry["log"]).content_string
+    assert "updated oca_france_all" in log
 
 
 def test_deploy_restore_brings_neutralized_production_data(sandbox, recette, prod):
@@ -70,12 +94,17 @@ def test_deploy_restore_brings_neutralized_production_data(sandbox, recette, pro
     assert psql(prod, DB[PROD], "SELECT count(*) FROM ir_cron WHERE active") == "2"
 
 
-def assert_rolled_back(sandbox, recette, result, previous_head, previous_page):
+def assert_rolled_back(sandbox, recette, result, previous_head, previous_page, failed_step):
     assert result.rc == 5, result.stdout + result.stderr
     assert "ROLLBACK" in result.stdout
     assert head(recette) == previous_head
     assert sandbox.health(RECETTE)["db_server_status"] is True
     assert login_page(sandbox) == previous_page
+    entry = last_history(recette)
+    assert (entry["result"], entry["failed_step"]) == ("rolled back", failed_step)
+    assert entry["from"] == previous_head and entry["to"] != previous_head
+    # The failing step's last lines, and where the whole log is.
+    assert f"last lines of the failed step (whole log: {entry['log']})" in result.stderr
 
 
 def test_failed_update_rolls_back_and_keeps_the_site_up(sandbox, recette):
@@ -87,7 +116,8 @@ def test_failed_update_rolls_back_and_keeps_the_site_up(sandbox, recette):
 
     sandbox.push_commit("broken/update", "Broken migration", broken_update)
     result = deploy(recette, "origin/broken/update")
-    assert_rolled_back(sandbox, recette, result, previous_head, previous_page)
+    assert_rolled_back(sandbox, recette, result, previous_head, previous_page, "updating")
+    assert 'relation "no_such_table" does not exist' in result.stderr
 
 
 def test_server_that_cannot_start_rolls_back(sandbox, recette):
@@ -98,12 +128,12 @@ def test_server_that_cannot_start_rolls_back(sandbox, recette):
 
     sandbox.push_commit("broken/start", "Broken import", broken_import)
     result = deploy(recette, "origin/broken/start")
-    assert_rolled_back(sandbox, recette, result, previous_head, previous_page)
+    assert_rolled_back(sandbox, recette, result, previous_head, previous_page, "starting")
 
 
 def test_bad_input_is_refused_before_anything_is_touched(recette, prod):
     pids = {RECETTE: main_pid(recette), PROD: main_pid(prod)}
-    backups = recette.check_output("ls /home/odoo/.odoo_dumps/before-deploy")
+    before = snapshots(recette)
     cases = [
         (recette, (), 1, "missing <git-ref>"),
         (recette, ("--bogus", "origin/18.0"), 1, "unknown option"),
@@ -119,7 +149,7 @@ def test_bad_input_is_refused_before_anything_is_touched(recette, prod):
     as_root = recette.run("/home/odoo/scripts/deploy origin/18.0")
     assert as_root.rc == 2 and "run me as odoo" in as_root.stderr
     assert {RECETTE: main_pid(recette), PROD: main_pid(prod)} == pids
-    assert recette.check_output("ls /home/odoo/.odoo_dumps/before-deploy") == backups
+    assert snapshots(recette) == before
 
 
 def test_auto_deploy_follows_18_0_with_production_data(sandbox, recette):

@@ -14,7 +14,7 @@ from conftest import PROJECT_DIR
 
 from .conftest import CHECKOUT, PROD, RECETTE, deploy, head, main_pid
 
-BACKUPS = "/home/odoo/.odoo_dumps/before-deploy"
+SNAPSHOTS = "/home/odoo/.odoo_dumps/snapshots"
 PY313_TAG = "18.0-20261127"
 
 
@@ -33,7 +33,7 @@ def state(host) -> dict:
     return {
         "head": head(host),
         "pid": main_pid(host),
-        "backups": host.check_output(f"ls {BACKUPS}"),
+        "snapshots": host.check_output(f"ls {SNAPSHOTS}"),
         "python": host.check_output(f"readlink -f {CHECKOUT}/.venv/bin/python"),
     }
 

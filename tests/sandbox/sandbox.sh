@@ -7,6 +7,7 @@
 #   sandbox.sh rootfs            only build the rootfs tarballs (if missing)
 #   sandbox.sh check-rootfs DIR  refuse a rootfs whose / is not 0755 root:root
 #   sandbox.sh info              how to reach each Odoo and each container
+#   sandbox.sh power-cut NAME    kill every process of a container at once (up boots it again)
 #   sandbox.sh down              stop the containers, remove namespaces, veths, nftables table
 #
 # Containers reach only the package registries (apt, PyPI), through an nftables masquerade
@@ -46,7 +47,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 container_ip() { echo "10.231.$1.2"; }
@@ -408,6 +409,19 @@ stop_container() {
     rm -f "$(pidfile_of "$name")"
 }
 
+# A power cut: every process of the container killed at once, no shutdown. `up` boots it again.
+cmd_power_cut() {
+    local name=$1 pid
+    [[ $EUID -eq 0 ]] || die "run me as root"
+    is_running "$name" || die "$name is not running"
+    pid=$(cat "$(pidfile_of "$name")")
+    log "$name: power cut"
+    container_pids "$name" | xargs -r kill -KILL
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_gone 30 "$name" || die "$name: processes left after the power cut: $(container_pids "$name")"
+    rm -f "$(pidfile_of "$name")"
+}
+
 cmd_down() {
     [[ $EUID -eq 0 ]] || die "run me as root"
     local entry name index
@@ -450,6 +464,10 @@ case "${1:-}" in
     check-rootfs)
         [[ -n "${2:-}" ]] || { usage >&2; exit 1; }
         check_rootfs "$2"
+        ;;
+    power-cut)
+        [[ -n "${2:-}" ]] || { usage >&2; exit 1; }
+        cmd_power_cut "$2"
         ;;
     down) cmd_down ;;
     info) cmd_info ;;

@@ -105,13 +105,16 @@ def initdb_main(argv: Sequence[str] | None = None) -> int:
 
 
 def update_main(argv: Sequence[str] | None = None) -> int:
-    """``click-odoo-update -c CONFIG -d DB --i18n-overwrite``."""
+    """``click-odoo-update -c CONFIG -d DB [--i18n-overwrite] [--list-only]``."""
     prog = "click-odoo-update"
     parser = _parser(prog, "Stand-in for click-odoo-update, used by the tests.")
     parser.add_argument("-d", "--database", help="database (default: db_name of the config)")
     # There are no translations here: the flag is accepted because the deploy passes it.
     parser.add_argument("--i18n-overwrite", action="store_true", help="accepted; no effect")
+    parser.add_argument(
+        "--list-only", action="store_true", help="list the addons to update, change nothing"
+    )
     options = parser.parse_args(argv)
     loaded = _load(prog, options.config)
     dbname = _database(prog, options.database, loaded)
-    return _run(prog, lambda: commands.update(loaded, dbname))
+    return _run(prog, lambda: commands.update(loaded, dbname, options.list_only))

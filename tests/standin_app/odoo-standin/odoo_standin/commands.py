@@ -98,8 +98,12 @@ def _trim_cache(config: Config) -> None:
             db.drop_database(config, template)
 
 
-def update(config: Config, dbname: str) -> None:
-    """Update changed modules and install missing dependencies, all in one transaction."""
+def update(config: Config, dbname: str, list_only: bool = False) -> None:
+    """Update changed modules and install missing dependencies, all in one transaction.
+
+    ``list_only``, like click-odoo-update --list-only: print what would be updated or
+    installed (the addons whose files' checksum differs from the database's), change nothing.
+    """
     paths = addons.search_path(config.addons_path)
     _require_database(config, dbname)
     done = []  # printed only once committed: a rolled-back update changed nothing
@@ -109,12 +113,19 @@ def update(config: Config, dbname: str) -> None:
         for addon in addons.resolve(paths, addons.present(paths, stored)):
             record = stored.get(addon.name)
             if record is None:
-                addons.install(cr, addon)
-                done.append(f"installed {addon.name} {addon.version}")
+                if not list_only:
+                    addons.install(cr, addon)
+                done.append(f"{'to install' if list_only else 'installed'} {addon.name}")
             elif addon.checksum() != record.checksum:
+                if list_only:
+                    versions = f"{record.latest_version} -> {addon.version}"
+                    done.append(f"to update {addon.name} {versions}")
+                    continue
                 addons.run_sql(cr, addon, "update")
                 db.record_module(cr, addon.name, addon.version, addon.checksum())
                 done.append(f"updated {addon.name} {record.latest_version} -> {addon.version}")
+        if list_only:
+            cr.connection.rollback()
     print("\n".join(done) or "all modules up to date")
 
 

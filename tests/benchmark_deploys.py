@@ -1,0 +1,206 @@
+"""Downtime and rollback of a deploy, the previous deploy script and today's, in one run on
+the sandbox's recette (a benchmark, not a test).
+
+    sudo make sandbox && sudo .venv/bin/python tests/benchmark_deploys.py   # or: make bench
+
+For a database of about 100 MB, then about 1 GB, each with 2 GB of incompressible
+attachments: a deploy without migration (downtime: from the site going down to healthy
+again, seen from outside by polling /web/health every 0.1 s), and a deploy whose update
+fails (rollback: from the failure, as the deploy logs it, to healthy again). "Before" is the
+deploy script of commit PREVIOUS_DEPLOY (pg_dump + tar of the filestore while stopped,
+pg_restore + untar to roll back), rendered with the same data and installed beside today's.
+Leaves the generated data in place: tear the sandbox down afterwards (make sandbox-down).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from benchmark_backups import add_attachments, as_odoo, note, ssh
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR))
+STATE_DIR = Path("/var/lib/oca-france-sandbox")
+RECETTE = "oca-france-recette"
+DB = "oca-france-recette"
+HOME = "/home/odoo"
+PREVIOUS_DEPLOY = "50889e2"  # the last commit whose deploy dumped and archived while stopped
+HEALTH = "http://10.231.1.2:8069/web/health?db_server_status=1"
+SIZES = {"100 MB": 800_000, "1 GB": 8_000_000}  # rows of three md5s: about 130 bytes each
+
+
+class Downtime(threading.Thread):
+    """Polls the health page; the longest stretch without a healthy answer."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.longest = 0.0
+
+    def run(self) -> None:
+        down_since = None
+        while not self.stop.is_set():
+            try:
+                with urllib.request.urlopen(HEALTH, timeout=1) as response:
+                    healthy = b'"db_server_status": true' in response.read()
+            except OSError:
+                healthy = False
+            now = time.monotonic()
+            if not healthy and down_since is None:
+                down_since = now
+            elif healthy and down_since is not None:
+                self.longest = max(self.longest, now - down_since)
+                down_since = None
+            time.sleep(0.1)
+
+
+def install_previous_deploy() -> None:
+    """The deploy of PREVIOUS_DEPLOY, rendered with recette's data, as deploy-previous."""
+    import conftest as project
+    from pyinfra.api.util import get_template
+
+    from tasks.render import deploy_vars
+
+    source = subprocess.run(
+        ["git", "-C", str(PROJECT_DIR), "show", f"{PREVIOUS_DEPLOY}:templates/deploy.sh.j2"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    inventory = project.load_inventory(project.TEST_SECRETS, project.TEST_TRANSFER_DATA)
+    data = project.release_data(inventory, RECETTE, "debian-13")
+    # What that script had and today's data no longer names: its dumps' directory and count.
+    old = {"backup_dir": f"{data.odoo_dumps_dir}/before-deploy", "backups_kept": 10}
+    variables = {**deploy_vars(data), **old}
+    path = Path("/tmp/deploy-previous.j2")
+    path.write_text(source)
+    script = get_template(str(path)).render(**variables)
+    subprocess.run(
+        [
+            "ssh",
+            "-F",
+            str(STATE_DIR / "ssh_config"),
+            RECETTE,
+            f"cat > {HOME}/scripts/deploy-previous && chmod 755 {HOME}/scripts/deploy-previous",
+        ],
+        input=script,
+        text=True,
+        check=True,
+    )
+
+
+def push_commit(message: str, update_sql: str | None) -> str:
+    """A new commit of the app on origin's branch bench/<n>: a version bump (no migration),
+    or an update that fails."""
+    from e2e.conftest import Sandbox
+
+    def change(work: Path) -> None:
+        manifest = work / "oca_france_all" / "__manifest__.py"
+        version = f"18.0.9.{int(time.time()) % 100000}.0"
+        text = re.sub(r'"version": "[^"]+"', f'"version": "{version}"', manifest.read_text())
+        manifest.write_text(text)
+        if update_sql:
+            (work / "oca_france_all" / "data" / "update.sql").write_text(update_sql)
+
+    branch = f"bench/{int(time.time() * 1000)}"
+    Sandbox(env={}).push_commit(branch, message, change)
+    return f"origin/{branch}"
+
+
+def timed_deploy(script: str, ref: str) -> tuple[float, str, int]:
+    poller = Downtime()
+    poller.start()
+    result = subprocess.run(
+        [
+            "ssh",
+            "-F",
+            str(STATE_DIR / "ssh_config"),
+            RECETTE,
+            f"cd / && sudo -u odoo {HOME}/scripts/{script} {ref} 2>&1",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    time.sleep(1)
+    poller.stop.set()
+    poller.join()
+    return poller.longest, result.stdout, result.returncode
+
+
+def stamp(log: str, pattern: str) -> float:
+    for line in log.splitlines():
+        if re.search(pattern, line):
+            return time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S"))
+    sys.exit(f"no line matching {pattern!r} in:\n{log[-3000:]}")
+
+
+def measure(script: str) -> tuple[float, float]:
+    downtime, log, code = timed_deploy(script, push_commit("bench: no migration", None))
+    if code != 0:
+        sys.exit(f"{script}: deploy failed ({code}):\n{log[-3000:]}")
+    ref = push_commit("bench: failing update", "UPDATE no_such_table SET x = 1;\n")
+    _, log, code = timed_deploy(script, ref)
+    if code != 5:
+        sys.exit(f"{script}: expected a rollback (5), got {code}:\n{log[-3000:]}")
+    failed = stamp(log, r"ERROR: the release failed")
+    back = stamp(log, r"rolled back to")
+    return downtime, back - failed
+
+
+def generate(rows: int) -> None:
+    as_odoo(
+        RECETTE,
+        f"psql -Xq -d {DB} -c 'DROP TABLE IF EXISTS bench_payload' -c 'CREATE TABLE"
+        " bench_payload AS SELECT g AS id, md5(random()::text) || md5(random()::text)"
+        f" || md5(random()::text) AS payload FROM generate_series(1, {rows}) g'",
+    )
+
+
+def run() -> list[tuple[str, str, str]]:
+    install_previous_deploy()
+    note("generating 2 GiB of attachments on recette")
+    filestore = f"{HOME}/.local/share/Odoo/filestore/{DB}"
+    as_odoo(RECETTE, f"mkdir -p {filestore}")
+    add_attachments(2048, "bench", host=RECETTE, filestore=filestore)
+    rows = []
+    for label, count in SIZES.items():
+        note(f"database of about {label}")
+        generate(count)
+        size = as_odoo(
+            RECETTE, f"psql -XAt -d {DB} -c \"SELECT pg_size_pretty(pg_database_size('{DB}'))\""
+        )
+        before = measure("deploy-previous")
+        now = measure("deploy")
+        rows.append(
+            (
+                f"{label} database ({size}) + 2 GiB filestore: downtime, deploy without migration",
+                f"{now[0]:.1f} s",
+                f"{before[0]:.1f} s",
+            )
+        )
+        rows.append(
+            (
+                f"{label} database ({size}) + 2 GiB filestore: rollback, failure to healthy",
+                f"{now[1]:.0f} s",
+                f"{before[1]:.0f} s",
+            )
+        )
+    ssh(RECETTE, f"rm -f {HOME}/scripts/deploy-previous")
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, str]]) -> None:
+    print("| measure | deploy (now) | deploy before (pg_dump + tar) |")
+    print("|---------|--------------|-------------------------------|")
+    for label, now, before in rows:
+        print(f"| {label} | {now} | {before} |")
+
+
+if __name__ == "__main__":
+    print_table(run())
