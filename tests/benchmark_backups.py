@@ -227,11 +227,15 @@ def run() -> list[tuple[str, str, str]]:
     ]
 
 
-def print_table(rows: list[tuple[str, str, str]]) -> None:
-    print("| measure | odoo-backup (now) | pg_dump + full copy (before) |")
-    print("|---------|-------------------|------------------------------|")
-    for label, now, before in rows:
-        print(f"| {label} | {now} | {before} |")
+HEADERS = ("measure", "odoo-backup (now)", "pg_dump + full copy (before)")
+
+
+def print_table(rows: list[tuple[str, str, str]], headers: tuple[str, ...] = HEADERS) -> None:
+    """A Markdown table, as the README has it."""
+    print("| " + " | ".join(headers) + " |")
+    print("|" + "|".join("-" * (len(header) + 2) for header in headers) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

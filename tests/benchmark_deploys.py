@@ -22,6 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import benchmark_backups
 from benchmark_backups import add_attachments, as_odoo, note, ssh
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -60,27 +61,34 @@ class Downtime(threading.Thread):
             time.sleep(0.1)
 
 
+# Rendered in a process of its own: pyinfra's import patches threads (gevent), which would
+# stop the health poller of this one.
+RENDER_PREVIOUS = """
+import subprocess, sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
+import conftest as project
+from pyinfra.api.util import get_template
+from tasks.render import deploy_vars
+source = subprocess.run(["git", "-C", sys.argv[1], "show", sys.argv[2] + ":templates/deploy.sh.j2"],
+                        capture_output=True, text=True, check=True).stdout
+inventory = project.load_inventory(project.TEST_SECRETS, project.TEST_TRANSFER_DATA)
+data = project.release_data(inventory, sys.argv[3], "debian-13")
+# What that script had and today's data no longer names: its dumps' directory and count.
+old = {"backup_dir": data.odoo_dumps_dir + "/before-deploy", "backups_kept": 10}
+with open("/tmp/deploy-previous.j2", "w") as template:
+    template.write(source)
+print(get_template("/tmp/deploy-previous.j2").render(**deploy_vars(data), **old), end="")
+"""
+
+
 def install_previous_deploy() -> None:
     """The deploy of PREVIOUS_DEPLOY, rendered with recette's data, as deploy-previous."""
-    import conftest as project
-    from pyinfra.api.util import get_template
-
-    from tasks.render import deploy_vars
-
-    source = subprocess.run(
-        ["git", "-C", str(PROJECT_DIR), "show", f"{PREVIOUS_DEPLOY}:templates/deploy.sh.j2"],
+    script = subprocess.run(
+        [sys.executable, "-c", RENDER_PREVIOUS, str(PROJECT_DIR), PREVIOUS_DEPLOY, RECETTE],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    inventory = project.load_inventory(project.TEST_SECRETS, project.TEST_TRANSFER_DATA)
-    data = project.release_data(inventory, RECETTE, "debian-13")
-    # What that script had and today's data no longer names: its dumps' directory and count.
-    old = {"backup_dir": f"{data.odoo_dumps_dir}/before-deploy", "backups_kept": 10}
-    variables = {**deploy_vars(data), **old}
-    path = Path("/tmp/deploy-previous.j2")
-    path.write_text(source)
-    script = get_template(str(path)).render(**variables)
     subprocess.run(
         [
             "ssh",
@@ -195,11 +203,11 @@ def run() -> list[tuple[str, str, str]]:
     return rows
 
 
+HEADERS = ("measure", "deploy (now)", "deploy before (pg_dump + tar)")
+
+
 def print_table(rows: list[tuple[str, str, str]]) -> None:
-    print("| measure | deploy (now) | deploy before (pg_dump + tar) |")
-    print("|---------|--------------|-------------------------------|")
-    for label, now, before in rows:
-        print(f"| {label} | {now} | {before} |")
+    benchmark_backups.print_table(rows, HEADERS)
 
 
 if __name__ == "__main__":
