@@ -224,7 +224,7 @@ def test_a_kill_after_a_healthy_start_is_recorded_as_deployed(sandbox, recette):
         recette.check_output("systemctl start odoo-deploy-repair.timer")
 
 
-def test_a_deploy_whose_client_is_killed_keeps_going_to_a_clean_end(sandbox, recette):
+def test_ctrl_c_or_a_killed_client_leaves_the_deploy_going_to_a_clean_end(sandbox, recette):
     commit = sandbox.push_commit("slow/ten", "Ten seconds", slow_update(10, "18.0.4.0.0", False))
     before = len(history(recette))
     client = subprocess.Popen(
@@ -236,8 +236,12 @@ def test_a_deploy_whose_client_is_killed_keeps_going_to_a_clean_end(sandbox, rec
     )
     try:
         wait_for(lambda: state_step(recette) == "updating", 120, "the update")
+        client.stdin.write(b"\x03")  # Ctrl-C in the operator's terminal
+        client.stdin.flush()
+        time.sleep(2)
+        assert state_step(recette) == "updating"  # the update goes on
     finally:
-        client.kill()  # the operator's connection drops
+        client.kill()  # then the operator's connection drops
         client.wait()
     wait_for(lambda: len(history(recette)) > before, 120, "the deploy's end")
     entry = history(recette)[-1]

@@ -217,6 +217,11 @@ deb $DEBIAN_MIRROR $suite-updates main
 deb http://deb.debian.org/debian-security $suite-security main
 SOURCES
 
+    # Root's user manager stays up (lingering): otherwise each of the tests' SSH sessions
+    # starts and stops it, and a session opened while it stops waits for that, up to 90 s.
+    install -d "$rootfs/var/lib/systemd/linger"
+    touch "$rootfs/var/lib/systemd/linger/root"
+
     ssh-keygen -q -t ed25519 -N "" -C "root@$name" -f "$rootfs/etc/ssh/ssh_host_ed25519_key"
     install -d -m 700 "$rootfs/root/.ssh"
     install -m 600 "$STATE_DIR/id_ed25519.pub" "$rootfs/root/.ssh/authorized_keys"
