@@ -4,6 +4,7 @@ one sent to recette with a key used for nothing else, to recette's pinned host k
 from pyinfra.operations import apt, files, systemd
 from pyinfra.operations.util import any_changed
 
+from tasks.render import odoo_ssh_dir
 from tasks.util import host_data, install_template
 
 data = host_data()
@@ -40,8 +41,8 @@ units = [
 
 if data.backup_transfer_enabled:
     files.directory(
-        name=f"Create {data.odoo_home}/.ssh (the transfer key and recette's pinned host key)",
-        path=f"{data.odoo_home}/.ssh",
+        name=f"Create {odoo_ssh_dir(data)} (the transfer key and recette's pinned host key)",
+        path=odoo_ssh_dir(data),
         user=data.odoo_user,
         group=data.odoo_user,
         mode="700",

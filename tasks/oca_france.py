@@ -9,6 +9,8 @@ from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from tasks.render import (
+    REPAIR_UNITS,
+    REPAIR_UNITS_ENABLED,
     checked_addons_subdirs,
     deploy_log_dir,
     odoo_command,
@@ -157,12 +159,7 @@ install_template(
 )
 
 repair_units = [
-    install_template(name=f"Install {unit}", template=f"{unit}.j2")
-    for unit in (
-        "odoo-deploy-repair.service",
-        "odoo-deploy-repair.timer",
-        "odoo-deploy-boot-repair.service",
-    )
+    install_template(name=f"Install {unit}", template=f"{unit}.j2") for unit in REPAIR_UNITS
 ]
 
 systemd.daemon_reload(
@@ -170,7 +167,7 @@ systemd.daemon_reload(
     _if=any_changed(*repair_units),
 )
 
-for unit in ("odoo-deploy-repair.timer", "odoo-deploy-boot-repair.service"):
+for unit in REPAIR_UNITS_ENABLED:
     systemd.service(
         name=f"Enable {unit} (repairs a deploy that died: every minute, and at boot)",
         service=unit,

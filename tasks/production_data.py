@@ -5,7 +5,7 @@ directory (rrsync -wo); each delivery is verified against its manifest before
 from pyinfra.operations import apt, files, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.render import incoming_dir, production_data_dir
+from tasks.render import incoming_dir, odoo_ssh_dir
 from tasks.util import host_data, install_template
 
 data = host_data()
@@ -15,7 +15,8 @@ apt.packages(
     packages=["rsync"],
 )
 
-for path in (f"{data.odoo_home}/.ssh", incoming_dir(data), production_data_dir(data)):
+# production-data/ itself: tasks/oca_france.py (every host's deploy looks there).
+for path in (odoo_ssh_dir(data), incoming_dir(data)):
     files.directory(
         name=f"Create {path}",
         path=path,

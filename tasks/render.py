@@ -96,10 +96,20 @@ def venv_sync_command(data) -> str:
     return f"{sync} && {{ {venv_check_command(data)} >/dev/null 2>&1 || {sync}; }}"
 
 
+def odoo_ssh_dir(data) -> str:
+    """The odoo user's SSH directory: prod's transfer key, recette's authorized_keys."""
+    return f"{data.odoo_home}/.ssh"
+
+
 def odoo_url(data) -> str:
     """Where the host itself reaches the server."""
     listen = data.odoo_http_interface
     return f"http://{'127.0.0.1' if listen == '0.0.0.0' else listen}:{data.odoo_http_port}"
+
+
+def health_url(data) -> str:
+    """The health page, with the database checked: what the deploy and odoo-status ask."""
+    return f"{odoo_url(data)}/web/health?db_server_status=1"
 
 
 # Below odoo_dumps_dir: what the deploy script, the auto-deploy script and the tasks share.
@@ -138,6 +148,11 @@ def production_data_in_use_file(data) -> str:
     return f"{data.odoo_dumps_dir}/.production-data-in-use"
 
 
+def status_command(data) -> str:
+    """What runs on each host for `make status` and `deploy --status`."""
+    return f"{data.odoo_scripts_dir}/odoo-status"
+
+
 def verify_command(data) -> str:
     """Checks a backup directory against its manifest (deploy --restore, the accept on recette)."""
     return f"{data.odoo_scripts_dir}/odoo-backup-verify"
@@ -160,12 +175,12 @@ def incoming_dir(data) -> str:
 
 def transfer_key_file(data) -> str:
     """prod: the private key of the backup transfer, used for nothing else."""
-    return f"{data.odoo_home}/.ssh/backup-transfer"
+    return f"{odoo_ssh_dir(data)}/backup-transfer"
 
 
 def transfer_known_hosts_file(data) -> str:
     """prod: recette's pinned host key, the only one the transfer trusts."""
-    return f"{data.odoo_home}/.ssh/backup-transfer.known_hosts"
+    return f"{odoo_ssh_dir(data)}/backup-transfer.known_hosts"
 
 
 def server_env_parameters(data) -> dict[str, str]:
@@ -252,14 +267,14 @@ def deploy_vars(data) -> dict:
         "history_file": deploy_history_file(data),
         "log_dir": deploy_log_dir(data),
         "logs_kept": data.deploy_logs_kept,
-        "status_command": f"{data.odoo_scripts_dir}/odoo-status",
+        "status_command": status_command(data),
         "production_data_dir": production_data_dir(data),
         "in_use_file": production_data_in_use_file(data),
         "lock_file": deploy_lock_file(data),
         "verify_command": verify_command(data),
         "restore_allowed": data.deploy_restore_allowed,
         "ref_pattern": data.deploy_ref_pattern,
-        "health_url": f"{url}/web/health?db_server_status=1",
+        "health_url": health_url(data),
         "login_url": f"{url}/web/login",
         "start_timeout": data.odoo_start_timeout,
         "uv_env": uv_env(data),
@@ -301,6 +316,7 @@ def backup_vars(data) -> dict:
         "keep_monthly": data.backup_keep_monthly,
         "calendar": data.backup_calendar,
         "randomized_delay_sec": data.backup_randomized_delay_sec,
+        "transfer": data.backup_transfer_enabled,  # the service then starts the transfer
     }
 
 
@@ -330,7 +346,6 @@ def transfer_vars(data) -> dict:
         "key_file": transfer_key_file(data),
         "known_hosts_file": transfer_known_hosts_file(data),
         "known_hosts_line": f"{known_as} {key_type} {key}",
-        "private_key": getattr(data, "backup_transfer_private_key", None),
         "bwlimit_kbps": data.backup_transfer_bwlimit_kbps,
         "scripts_dir": data.odoo_scripts_dir,
     }
@@ -362,13 +377,12 @@ def receive_vars(data) -> dict:
 
 
 def status_vars(data) -> dict:
-    url = odoo_url(data)
     return {
         "db_name": data.odoo_db_name,
         "running_env": data.odoo_running_env,
         "checkout": data.oca_france_dir,
         "service": data.oca_france_service,
-        "health_url": f"{url}/web/health?db_server_status=1",
+        "health_url": health_url(data),
         "backup_dir": data.backup_dir if data.backup_enabled else "",
         "production_data_dir": production_data_dir(data) if data.deploy_restore_allowed else "",
         "in_use_file": production_data_in_use_file(data),
@@ -376,6 +390,15 @@ def status_vars(data) -> dict:
         "production_data_max_age_days": data.status_production_data_max_age_days,
     }
 
+
+# The repair of a deploy that died, on every host: its units, and those enabled (the timer
+# every minute, the boot service before Odoo starts).
+REPAIR_UNITS = (
+    "odoo-deploy-repair.service",
+    "odoo-deploy-repair.timer",
+    "odoo-deploy-boot-repair.service",
+)
+REPAIR_UNITS_ENABLED = ("odoo-deploy-repair.timer", "odoo-deploy-boot-repair.service")
 
 # Recette's timers: unit base name -> the data key of its calendar.
 RECETTE_TIMERS = {
@@ -399,17 +422,13 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
         "deploy.sh.j2": (f"{data.odoo_scripts_dir}/deploy", deploy_vars(data)),
         "deploy-lib.sh.j2": (f"{data.odoo_scripts_dir}/deploy-lib.sh", deploy_vars(data)),
         "odoo-backup-verify.py.j2": (verify_command(data), {}),
-        "odoo-status.py.j2": (f"{data.odoo_scripts_dir}/odoo-status", status_vars(data)),
+        "odoo-status.py.j2": (status_command(data), status_vars(data)),
     }
     repair = {
         **automation_vars(data, data.deploy_repair_calendar),
         "service": data.oca_france_service,
     }
-    for unit in (
-        "odoo-deploy-repair.service",
-        "odoo-deploy-repair.timer",
-        "odoo-deploy-boot-repair.service",
-    ):
+    for unit in REPAIR_UNITS:
         files[f"{unit}.j2"] = (f"/etc/systemd/system/{unit}", repair)
     if data.recette_automation:
         files["odoo-auto-deploy.sh.j2"] = (
@@ -430,7 +449,6 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
             f"{data.odoo_scripts_dir}/odoo-backup-prune",
             variables,
         )
-        variables["transfer"] = data.backup_transfer_enabled
         for kind in ("service", "timer"):
             files[f"odoo-backup.{kind}.j2"] = (f"/etc/systemd/system/odoo-backup.{kind}", variables)
     if data.backup_enabled and data.backup_transfer_enabled:
@@ -443,7 +461,9 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
             "/etc/systemd/system/odoo-backup-transfer.service",
             transfer,
         )
-        files["backup-transfer.key.j2"] = (transfer_key_file(data), transfer)
+        # The key's own template is the only one given the key.
+        key = {"private_key": getattr(data, "backup_transfer_private_key", None)}
+        files["backup-transfer.key.j2"] = (transfer_key_file(data), key)
         files["backup-transfer.known_hosts.j2"] = (transfer_known_hosts_file(data), transfer)
     if data.deploy_restore_allowed:
         receive = receive_vars(data)
@@ -456,7 +476,7 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
                 f"/etc/systemd/system/odoo-production-data-accept.{kind}",
                 receive,
             )
-        files["authorized_keys.j2"] = (f"{data.odoo_home}/.ssh/authorized_keys", receive)
+        files["authorized_keys.j2"] = (f"{odoo_ssh_dir(data)}/authorized_keys", receive)
     if data.fail2ban_enabled:
         files["fail2ban-sshd.local.j2"] = ("/etc/fail2ban/jail.d/sshd.local", {})
     return files
