@@ -14,6 +14,11 @@ SANDBOX := bash tests/sandbox/sandbox.sh
 SANDBOX_ENV := /var/lib/oca-france-sandbox/env
 # Sandbox-only group data (the wkhtmltopdf .deb of the Debian 13 host), see tests/sandbox.
 SANDBOX_GROUP_DATA := /var/lib/oca-france-sandbox/group_data
+# Where the sandbox's Odoo comes from: a source tarball (default: ../shared/odoo's) or
+# git+https://github.com/OCA/OCB@18.0 (see tests/sandbox/sandbox.sh).
+ifdef ODOO_SOURCE
+export ODOO_SOURCE
+endif
 # System packages a target needs: installed when missing (root), else the command to run.
 DEPS := bash tests/system-deps.sh
 
@@ -49,8 +54,8 @@ diff-recette: setup ## Dry run on recette: show what would change (changes nothi
 diff-prod: setup ## Dry run on prod: show what would change (changes nothing)
 	$(PYINFRA) --dry --diff $(DEPLOY) --limit prod $(PYINFRA_ARGS)
 
-status: setup ## Each host: commit, service, health, last backup / production data (stale: exit 1)
-	$(PYINFRA) -y inventory.py exec --sudo --sudo-user odoo $(PYINFRA_ARGS) -- \
+status: setup ## Each host: commit, service, health, last backup / production data, failures (exit 1)
+	$(PYINFRA) -y inventory.py exec --sudo $(PYINFRA_ARGS) -- \
 		/home/odoo/scripts/odoo-status
 
 lint: setup ## ruff, shellcheck and bash -n on the scripts

@@ -386,6 +386,7 @@ def status_vars(data) -> dict:
         "backup_dir": data.backup_dir if data.backup_enabled else "",
         "production_data_dir": production_data_dir(data) if data.deploy_restore_allowed else "",
         "in_use_file": production_data_in_use_file(data),
+        "history_file": deploy_history_file(data),
         "backup_max_age_hours": data.status_backup_max_age_hours,
         "production_data_max_age_days": data.status_production_data_max_age_days,
     }

@@ -37,6 +37,7 @@ readonly SANDBOX=(
     "nftables:command -v nft"
     "iproute2:command -v ip"
     "openssh-client:command -v ssh"
+    "xz-utils:command -v xz" # the Odoo source tarball
 )
 
 entries_for() {

@@ -484,13 +484,17 @@ def test_each_make_target_names_the_system_packages_it_needs():
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the script as another user")
 def test_a_missing_tool_stops_a_non_root_user_with_the_command_to_run():
     # A PATH with what the script itself uses, but no shellcheck and no node; readable by
-    # nobody (pytest's tmp_path is not), with the system's tools (root's pyenv is not).
+    # nobody (pytest's tmp_path is not), with the system's tools (root's pyenv is not). The
+    # script is copied there too: the checkout may sit where nobody cannot enter (/root).
     with tempfile.TemporaryDirectory() as tmp:
         bin_dir = Path(tmp)
         bin_dir.chmod(0o755)
         for tool in ("bash", "date", "sed", "cut", "make", "git", "python3"):
             (bin_dir / tool).symlink_to(shutil.which(tool, path="/usr/bin:/bin"))
-        result = nobody_runs(bin_dir, str(DEPS_SCRIPT), "lint")
+        script = bin_dir / DEPS_SCRIPT.name
+        shutil.copy(DEPS_SCRIPT, script)
+        script.chmod(0o644)
+        result = nobody_runs(bin_dir, str(script), "lint")
     assert result.returncode == 1, result.stderr
     assert "make lint needs: shellcheck nodejs" in result.stderr
     assert "Run: sudo apt-get install -y shellcheck nodejs" in result.stderr
@@ -567,7 +571,7 @@ def test_backup_verify_refuses_what_does_not_match_the_manifest(inventory, tmp_p
     backup = tmp_path / "oca-france-production-20261127T024107"
     (backup / "filestore" / "ab").mkdir(parents=True)
     (backup / "filestore" / "ab" / "abcdef").write_text("invoice\n")
-    (backup / "oca-france-production.dump").write_bytes(b"PGDMP" + bytes(range(256)) * 40)
+    (backup / "oca-france-production.dump").write_bytes(dump_header(1, 14, "15.8") * 40)
     (backup / "filestore.list").write_text("ab/abcdef 8\n")
     dump = (backup / "oca-france-production.dump").read_bytes()
     listing = (backup / "filestore.list").read_bytes()
@@ -579,8 +583,15 @@ def test_backup_verify_refuses_what_does_not_match_the_manifest(inventory, tmp_p
     }
     (backup / "manifest.json").write_text(json.dumps(manifest))
 
+    fake_pg_restore(tmp_path / "bin")
+
     def check() -> subprocess.CompletedProcess:
-        return subprocess.run(["python3", str(verify), str(backup)], capture_output=True, text=True)
+        return subprocess.run(
+            ["python3", str(verify), str(backup)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"},
+        )
 
     assert check().returncode == 0, check().stderr
     (backup / "oca-france-production.dump").write_bytes(dump[:-100])  # cut off in transfer
@@ -594,3 +605,53 @@ def test_backup_verify_refuses_what_does_not_match_the_manifest(inventory, tmp_p
     (backup / "filestore" / "ab" / "stray").write_text("?")
     assert "filestore/ab/stray is not in filestore.list" in check().stderr
     assert check().returncode == 1
+    (backup / "filestore" / "ab" / "stray").unlink()
+    # A dump made by a newer PostgreSQL: its checksums match, this host's pg_restore (15)
+    # cannot read it; the header says who made it.
+    newer = dump_header(1, 16, "17.6 (Debian 17.6-0+deb13u1)") * 40
+    (backup / "oca-france-production.dump").write_bytes(newer)
+    manifest.update(dump_bytes=len(newer), dump_sha256=hashlib.sha256(newer).hexdigest())
+    (backup / "manifest.json").write_text(json.dumps(manifest))
+    assert check().returncode == 1
+    assert "was made by PostgreSQL 17 (17.6 (Debian 17.6-0+deb13u1))" in check().stderr
+    assert " has 15 (15.18): its pg_restore cannot read it" in check().stderr
+    assert "unsupported version (1.16) in file header" in check().stderr
+
+
+def dump_header(major: int, minor: int, server: str) -> bytes:
+    """The start of a custom-format dump as pg_dump writes it (pg_backup_archiver.c)."""
+
+    def integer(value: int) -> bytes:
+        return b"\x00" + value.to_bytes(4, "little")
+
+    def string(text: str) -> bytes:
+        return integer(len(text.encode())) + text.encode()
+
+    compression = b"\x00" if (major, minor) >= (1, 15) else integer(0)
+    stamp = b"".join(integer(v) for v in (0, 30, 2, 27, 10, 126, 0))
+    return (
+        b"PGDMP"
+        + bytes([major, minor, 0, 4, 8, 1])
+        + compression
+        + stamp
+        + string("oca-france-production")
+        + string(server)
+        + string(server)
+    )
+
+
+def fake_pg_restore(bin_dir: Path) -> None:
+    """A pg_restore 15: reads archives up to 1.14, as the real one does."""
+    bin_dir.mkdir()
+    script = bin_dir / "pg_restore"
+    script.write_text(
+        "#!/usr/bin/python3\n"
+        "import sys\n"
+        "if sys.argv[1] == '--version':\n"
+        "    sys.exit(print('pg_restore (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)'))\n"
+        "head = open(sys.argv[-1], 'rb').read(8)\n"
+        "if head[5:7] > bytes([1, 14]):\n"
+        "    version = f'{head[5]}.{head[6]}'\n"
+        "    sys.exit(f'pg_restore: error: unsupported version ({version}) in file header')\n"
+    )
+    script.chmod(0o755)

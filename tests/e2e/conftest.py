@@ -204,6 +204,76 @@ def psql(host, db: str, query: str) -> str:
     return host.check_output(f"sudo -u odoo psql -XAtq -d {db} -c {shlex.quote(query)}")
 
 
+def config_parameter(host, db: str, key: str) -> str:
+    return psql(host, db, f"SELECT value FROM ir_config_parameter WHERE key = '{key}'")
+
+
+def installed_version(host, db: str, addon: str) -> str:
+    """The addon's version as Odoo recorded it (18.0.x.y.z), "" when not installed."""
+    return psql(
+        host,
+        db,
+        f"SELECT latest_version FROM ir_module_module WHERE name = '{addon}'"
+        " AND state = 'installed'",
+    )
+
+
+# Odoo's base neutralize.sql keeps the autovacuum cron, and adds a mail server that sends
+# nowhere (host 'invalid') so that no fallback server is used.
+AUTOVACUUM = "(SELECT res_id FROM ir_model_data WHERE module = 'base' AND name = 'autovacuum_job')"
+
+
+def neutralization(host, db: str) -> dict:
+    """What `odoo neutralize` changes: the flag, live mail servers, crons, and the app's
+    secret that its own neutralize.sql (oca_france_all) removes."""
+    count = lambda sql: int(psql(host, db, sql))  # noqa: E731
+    return {
+        "flag": config_parameter(host, db, "database.is_neutralized"),
+        "live_mail_servers": count(
+            "SELECT count(*) FROM ir_mail_server WHERE active AND smtp_host <> 'invalid'"
+        ),
+        "active_crons": count(
+            f"SELECT count(*) FROM ir_cron WHERE active AND id NOT IN {AUTOVACUUM}"
+        ),
+        "app_secret": count(
+            "SELECT count(*) FROM ir_config_parameter WHERE key = 'oca_france.partner_api_token'"
+        ),
+    }
+
+
+NEUTRALIZED = {"flag": "true", "live_mail_servers": 0, "active_crons": 0, "app_secret": 0}
+
+
+def login_page_ok(sandbox, name: str) -> bool:
+    """Odoo's real login page: 200, with its login form."""
+    status, page = sandbox.get(name, "/web/login")
+    return status == 200 and 'name="login"' in page
+
+
+# A custom-format dump as a newer PostgreSQL (99) writes it: archive version 1.99 and the
+# versions recorded in the header; the manifest follows, so that only pg_restore can tell.
+FUTURE_DUMP = r"""
+import hashlib, json, pathlib, re, sys
+backup = pathlib.Path(sys.argv[1])
+manifest = json.loads((backup / "manifest.json").read_text())
+dump = backup / manifest["dump"]
+data = bytearray(dump.read_bytes())
+data[6] = 99
+head = re.sub(rb"\d\d\.", b"99.", bytes(data[:512]))
+data[:512] = head
+dump.unlink()
+dump.write_bytes(data)
+manifest["dump_sha256"] = hashlib.sha256(data).hexdigest()
+(backup / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+"""
+
+
+def make_dump_from_the_future(host, backup: str) -> None:
+    host.check_output(
+        f"cd / && sudo -u odoo python3 -c {shlex.quote(FUTURE_DUMP)} {shlex.quote(backup)}"
+    )
+
+
 BACKUPS = "/home/odoo/.odoo_dumps/backups"
 PRODUCTION_DATA = "/home/odoo/.odoo_dumps/production-data"
 INCOMING = "/home/odoo/.odoo_dumps/incoming"

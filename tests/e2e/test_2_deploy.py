@@ -10,7 +10,19 @@ import re
 import time
 from pathlib import Path
 
-from .conftest import DB, PROD, RECETTE, deploy, head, main_pid, psql
+from .conftest import (
+    DB,
+    NEUTRALIZED,
+    PROD,
+    RECETTE,
+    deploy,
+    head,
+    installed_version,
+    login_page_ok,
+    main_pid,
+    neutralization,
+    psql,
+)
 
 ADDON = Path("oca_france_all")  # addons sit at the repository root, as in the real app
 FILESTORE = "/home/odoo/.local/share/Odoo/filestore"
@@ -21,6 +33,20 @@ def set_version(version: str):
         manifest = work / ADDON / "__manifest__.py"
         text = re.sub(r'"version": "[^"]+"', f'"version": "{version}"', manifest.read_text())
         manifest.write_text(text)
+
+    return change
+
+
+def with_migration(version: str, body: str):
+    """A release of ADDON at `version` whose post-migration script runs `body` (Python, in
+    `migrate(cr, version)`): Odoo runs it when the update moves the addon to `version`."""
+
+    def change(work: Path) -> None:
+        set_version(version)(work)
+        script = work / ADDON / "migrations" / version / "post-migrate.py"
+        script.parent.mkdir(parents=True)
+        lines = "".join(f"    {line}\n" for line in body.strip().splitlines())
+        script.write_text(f"import time  # noqa: F401\n\n\ndef migrate(cr, version):\n{lines}")
 
     return change
 
@@ -38,10 +64,11 @@ def last_history(host) -> dict:
     return json.loads(host.check_output("tail -n 1 /home/odoo/.odoo_dumps/deploy-history.jsonl"))
 
 
-def login_page(sandbox) -> str:
-    status, page = sandbox.get(RECETTE, "/web/login")
-    assert status == 200, page
-    return page
+def site(sandbox, recette) -> tuple[str, bool]:
+    """What a visitor sees: the version of the app's meta-module, and a working login page."""
+    return installed_version(recette, DB[RECETTE], "oca_france_all"), login_page_ok(
+        sandbox, RECETTE
+    )
 
 
 def test_deploy_moves_recette_to_a_new_commit(sandbox, recette):
@@ -49,7 +76,7 @@ def test_deploy_moves_recette_to_a_new_commit(sandbox, recette):
     result = deploy(recette, "origin/feature/release-2")
     assert result.rc == 0, result.stdout + result.stderr
     assert head(recette) == commit
-    assert "oca_france_all 18.0.1.1.0" in login_page(sandbox)
+    assert site(sandbox, recette) == ("18.0.1.1.0", True)
     # The snapshot: a copy of the database in PostgreSQL, the filestore as hard links.
     [snapshot] = snapshots(recette)
     assert snapshot.startswith(f"{DB[RECETTE]}-snap-")
@@ -60,9 +87,9 @@ def test_deploy_moves_recette_to_a_new_commit(sandbox, recette):
     assert 0 <= entry["downtime_s"] <= entry["duration_s"]
     # The terminal got the step lines, the log got Odoo's and uv's output too.
     assert "log of this deploy" in result.stdout
-    assert "all modules up to date" not in result.stdout and "updated" not in result.stdout
+    assert "Updating addons" not in result.stdout and "odoo.modules" not in result.stdout
     log = recette.file(entry["log"]).content_string
-    assert "updated oca_france_all" in log
+    assert "Updating addons for their hash changed: oca_france_all." in log
 
 
 def test_deploy_restore_brings_neutralized_production_data(sandbox, recette, prod):
@@ -84,22 +111,24 @@ def test_deploy_restore_brings_neutralized_production_data(sandbox, recette, pro
 
     result = deploy(recette, "-R", "origin/feature/release-2")
     assert result.rc == 0, result.stdout + result.stderr
-    page = login_page(sandbox)
-    assert "OCA France Production SA" in page
-    assert "database.is_neutralized = True" in page
-    assert '<span id="active-crons">0</span>' in page
-    assert '<span id="active-mail-servers">0</span>' in page
+    assert login_page_ok(sandbox, RECETTE)
+    company = psql(recette, DB[RECETTE], "SELECT name FROM res_company ORDER BY id LIMIT 1")
+    assert company == "OCA France Production SA"
+    # Real `odoo neutralize`: Odoo's and the app's neutralize.sql, the flag as Odoo writes it.
+    assert neutralization(recette, DB[RECETTE]) == NEUTRALIZED
     assert recette.file(f"{FILESTORE}/{DB[RECETTE]}/ab/cafe").content_string == "invoice\n"
     # Production itself is untouched.
-    assert psql(prod, DB[PROD], "SELECT count(*) FROM ir_cron WHERE active") == "2"
+    production = neutralization(prod, DB[PROD])
+    assert production["flag"] == "" and production["app_secret"] == 1
+    assert production["active_crons"] > 0 and production["live_mail_servers"] > 0
 
 
-def assert_rolled_back(sandbox, recette, result, previous_head, previous_page, failed_step):
+def assert_rolled_back(sandbox, recette, result, previous_head, previous_site, failed_step):
     assert result.rc == 5, result.stdout + result.stderr
     assert "ROLLBACK" in result.stdout
     assert head(recette) == previous_head
     assert sandbox.health(RECETTE)["db_server_status"] is True
-    assert login_page(sandbox) == previous_page
+    assert site(sandbox, recette) == previous_site
     entry = last_history(recette)
     assert (entry["result"], entry["failed_step"]) == ("rolled back", failed_step)
     assert entry["from"] == previous_head and entry["to"] != previous_head
@@ -107,28 +136,67 @@ def assert_rolled_back(sandbox, recette, result, previous_head, previous_page, f
     assert f"last lines of the failed step (whole log: {entry['log']})" in result.stderr
 
 
-def test_failed_update_rolls_back_and_keeps_the_site_up(sandbox, recette):
-    previous_head, previous_page = head(recette), login_page(sandbox)
-
-    def broken_update(work: Path) -> None:
-        set_version("18.0.1.3.0")(work)
-        (work / ADDON / "data" / "update.sql").write_text("UPDATE no_such_table SET x = 1;\n")
-
-    sandbox.push_commit("broken/update", "Broken migration", broken_update)
+def test_failed_migration_rolls_back_and_keeps_the_site_up(sandbox, recette):
+    previous_head, previous_site = head(recette), site(sandbox, recette)
+    broken = with_migration("18.0.1.3.0", "cr.execute('UPDATE no_such_table SET x = 1')")
+    sandbox.push_commit("broken/update", "Broken migration", broken)
     result = deploy(recette, "origin/broken/update")
-    assert_rolled_back(sandbox, recette, result, previous_head, previous_page, "updating")
+    assert_rolled_back(sandbox, recette, result, previous_head, previous_site, "updating")
     assert 'relation "no_such_table" does not exist' in result.stderr
+    error = last_history(recette)["error"]
+    assert 'relation "no_such_table" does not exist' in error, error
 
 
-def test_server_that_cannot_start_rolls_back(sandbox, recette):
-    previous_head, previous_page = head(recette), login_page(sandbox)
+def test_a_view_that_does_not_parse_rolls_back(sandbox, recette):
+    previous_head, previous_site = head(recette), site(sandbox, recette)
 
-    def broken_import(work: Path) -> None:
-        (work / ADDON / "__init__.py").write_text('raise RuntimeError("broken release")\n')
+    def broken_view(work: Path) -> None:
+        set_version("18.0.1.3.1")(work)
+        (work / ADDON / "views").mkdir()
+        (work / ADDON / "views" / "partner.xml").write_text(
+            '<odoo><record id="view_partner_broken" model="ir.ui.view">'
+            '<field name="name">broken</field><field name="model">res.partner</field>'
+            '<field name="arch" type="xml"><form><field name="name"></form>'
+            "</field></record></odoo>\n"
+        )
+        manifest = work / ADDON / "__manifest__.py"
+        manifest.write_text(
+            manifest.read_text().replace(
+                '"installable"', '"data": ["views/partner.xml"],\n    "installable"'
+            )
+        )
 
-    sandbox.push_commit("broken/start", "Broken import", broken_import)
+    sandbox.push_commit("broken/view", "A view that does not parse", broken_view)
+    result = deploy(recette, "origin/broken/view")
+    assert_rolled_back(sandbox, recette, result, previous_head, previous_site, "updating")
+    assert "Opening and ending tag mismatch" in result.stderr
+
+
+def test_a_login_page_that_crashes_rolls_back(sandbox, recette):
+    """The update passes (the template is valid), the started server cannot serve its
+    login page: the deploy's start check fails, and it rolls back."""
+    previous_head, previous_site = head(recette), site(sandbox, recette)
+
+    def crashing_login(work: Path) -> None:
+        set_version("18.0.1.3.2")(work)
+        (work / ADDON / "views").mkdir()
+        (work / ADDON / "views" / "login.xml").write_text(
+            '<odoo><template id="login_crashes" inherit_id="web.login">'
+            '<xpath expr="//form" position="before">'
+            '<t t-out="1 / 0"/>'
+            "</xpath></template></odoo>\n"
+        )
+        manifest = work / ADDON / "__manifest__.py"
+        manifest.write_text(
+            manifest.read_text().replace(
+                '"installable"', '"data": ["views/login.xml"],\n    "installable"'
+            )
+        )
+
+    sandbox.push_commit("broken/start", "A login page that crashes", crashing_login)
     result = deploy(recette, "origin/broken/start")
-    assert_rolled_back(sandbox, recette, result, previous_head, previous_page, "starting")
+    assert_rolled_back(sandbox, recette, result, previous_head, previous_site, "starting")
+    assert "/web/login answers 500" in result.stdout + result.stderr
 
 
 def test_bad_input_is_refused_before_anything_is_touched(recette, prod):
@@ -164,6 +232,5 @@ def test_auto_deploy_follows_18_0_with_production_data(sandbox, recette):
         "journalctl -u odoo-auto-deploy.service --no-pager -n 30"
     )
     sandbox.wait_healthy(RECETTE)
-    page = login_page(sandbox)
-    assert "oca_france_all 18.0.1.4.0" in page
-    assert "database.is_neutralized = True" in page
+    assert site(sandbox, recette) == ("18.0.1.4.0", True)
+    assert neutralization(recette, DB[RECETTE]) == NEUTRALIZED

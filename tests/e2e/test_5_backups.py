@@ -6,19 +6,24 @@ Tests run in file order: each builds on the backups the previous one left.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from .conftest import (
     BACKUPS,
     DB,
     DEPLOY,
+    NEUTRALIZED,
     PROD,
     PRODUCTION_DATA,
     RECETTE,
     backup_dirs,
     filestore,
     head,
+    login_page_ok,
     main_pid,
+    make_dump_from_the_future,
+    neutralization,
     psql,
     run_backup,
     unit_invocation,
@@ -157,10 +162,11 @@ def test_restore_reads_a_backup_directory(sandbox, recette, prod):
     result = recette.run(f"sudo -u odoo {DEPLOY} -R origin/18.0")
     assert result.rc == 0, result.stdout + result.stderr
     assert f"production data to restore: {PRODUCTION_DATA}/{newest}" in result.stdout
-    status, page = sandbox.get(RECETTE, "/web/login")
-    assert status == 200 and "Backed up SA" in page
-    assert "database.is_neutralized = True" in page
-    assert '<span id="active-crons">0</span>' in page
+    assert login_page_ok(sandbox, RECETTE)
+    assert psql(recette, DB[RECETTE], "SELECT name FROM res_company ORDER BY id LIMIT 1") == (
+        "Backed up SA"
+    )
+    assert neutralization(recette, DB[RECETTE]) == NEUTRALIZED
     filestore = f"/home/odoo/.local/share/Odoo/filestore/{DB[RECETTE]}"
     assert recette.file(f"{filestore}/ab/abcdef").content_string == "first-attachment\n"
     assert recette.file(f"{filestore}/cd/cdef01").content_string == "second-attachment\n"
@@ -181,3 +187,35 @@ def test_a_corrupted_backup_is_refused_and_recette_keeps_running(sandbox, recett
     assert "bytes, the manifest says" in result.stderr
     assert (main_pid(recette), head(recette)) == (pid, commit)
     sandbox.wait_healthy(RECETTE, timeout=5)
+
+
+def test_a_dump_recette_cannot_read_is_refused_before_the_site_stops(sandbox, recette, prod):
+    """A dump from a newer PostgreSQL than recette's: refused by deploy -R (exit 2) while the
+    site serves, and the weekly refresh fails with the reason, which make status shows."""
+    newest = backup_dirs(prod)[-1]
+    later = f"{DB[PROD]}-29991231T235959"  # the newest by name: the one -R would take
+    send_to_recette(sandbox, newest, later)
+    make_dump_from_the_future(recette, f"{PRODUCTION_DATA}/{later}")
+    pid, commit = main_pid(recette), head(recette)
+    weekly = "odoo-weekly-deploy.service"
+    try:
+        result = recette.run(f"sudo -u odoo {DEPLOY} -R origin/18.0")
+        refresh = recette.run(f"systemctl start {weekly}")
+        status = sandbox.make("status")
+    finally:
+        recette.check_output(f"rm -rf {PRODUCTION_DATA}/{later}")
+        recette.run(f"systemctl reset-failed {weekly}")
+    assert result.rc == 2, result.stdout + result.stderr
+    assert "production data refused, not restored" in result.stderr
+    assert "was made by PostgreSQL 99" in result.stderr
+    assert "oca-france-recette has 17" in result.stderr
+    assert (main_pid(recette), head(recette)) == (pid, commit)
+    sandbox.wait_healthy(RECETTE, timeout=5)
+    assert refresh.rc != 0
+    out = status.stdout + status.stderr
+    assert status.returncode != 0, out
+    assert re.search(
+        rf"\[{RECETTE}\]\s+ATTENTION:\s+{weekly} failed \(\w+ \d{{4}}-\d\d-\d\d [\d:]+ \w+\):"
+        r" .*was made by PostgreSQL 99",
+        out,
+    ), out

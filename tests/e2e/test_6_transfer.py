@@ -17,13 +17,18 @@ from .conftest import (
     DB,
     GROUP_DATA,
     INCOMING,
+    NEUTRALIZED,
     PROD,
     PRODUCTION_DATA,
     PROJECT_DIR,
     RECETTE,
     backup_dirs,
+    config_parameter,
     filestore,
+    login_page_ok,
     main_pid,
+    make_dump_from_the_future,
+    neutralization,
     psql,
     run_backup,
     unit_invocation,
@@ -77,13 +82,14 @@ def test_refresh_from_production_end_to_end(sandbox, recette, prod):
         prod,
         DB[PROD],
         "INSERT INTO ir_config_parameter (key, value) VALUES"
-        " ('web.base.url', 'https://www.oca-france.fr')",
+        " ('web.base.url', 'https://www.oca-france.fr')"
+        " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
     )
     as_odoo(
         prod, f"mkdir -p {filestore(PROD)}/ef && echo refresh-marker > {filestore(PROD)}/ef/ef01"
     )
-    assert psql(prod, DB[PROD], "SELECT count(*) FROM ir_cron WHERE active") != "0"
-    assert psql(prod, DB[PROD], "SELECT count(*) FROM ir_mail_server WHERE active") != "0"
+    production = neutralization(prod, DB[PROD])
+    assert production["active_crons"] > 0 and production["live_mail_servers"] > 0
     prod_pid = main_pid(prod)
 
     assert run_backup(prod, recette).rc == 0
@@ -95,20 +101,22 @@ def test_refresh_from_production_end_to_end(sandbox, recette, prod):
     assert result.rc == 0, recette.check_output(
         "journalctl -u odoo-weekly-deploy.service -o cat --no-pager -n 30"
     )
-    status, page = sandbox.get(RECETTE, "/web/login")
-    assert status == 200
-    assert "Refreshed from production SA" in page
-    assert "database.is_neutralized = True" in page
-    assert '<span id="active-crons">0</span>' in page
-    assert '<span id="active-mail-servers">0</span>' in page
-    assert "ribbon.name = RECETTE" in page
-    assert "web.base.url = https://test.oca-france.fr" in page
-    assert "web.base.url.freeze = True" in page
-    assert "www.oca-france.fr" not in page
-    in_db = psql(
-        recette, DB[RECETTE], "SELECT value FROM ir_config_parameter WHERE key = 'web.base.url'"
+    assert login_page_ok(sandbox, RECETTE)
+    company = "SELECT name FROM res_company ORDER BY id LIMIT 1"
+    assert psql(recette, DB[RECETTE], company) == "Refreshed from production SA"
+    # Real `odoo neutralize`: mail servers and crons off, the app's neutralize.sql ran, the
+    # flag as Odoo writes it; then recette's own URL, frozen, and its ribbon.
+    assert neutralization(recette, DB[RECETTE]) == NEUTRALIZED
+    for key, value in {
+        "web.base.url": "https://test.oca-france.fr",
+        "web.base.url.freeze": "True",
+        "ribbon.name": "RECETTE",
+    }.items():
+        assert config_parameter(recette, DB[RECETTE], key) == value, key
+    everything = psql(
+        recette, DB[RECETTE], "SELECT string_agg(value, ' ') FROM ir_config_parameter"
     )
-    assert in_db == "https://test.oca-france.fr"
+    assert "www.oca-france.fr" not in everything
     restored = f"{filestore(RECETTE)}/ef/ef01"
     assert recette.file(restored).content_string == "refresh-marker\n"
     assert recette.file("/home/odoo/.odoo_dumps/.production-data-in-use").content_string.startswith(
@@ -118,11 +126,9 @@ def test_refresh_from_production_end_to_end(sandbox, recette, prod):
     # Production: unchanged, still serving, still sending mail and running crons.
     assert main_pid(prod) == prod_pid
     sandbox.wait_healthy(PROD, timeout=5)
-    _, prod_page = sandbox.get(PROD, "/web/login")
-    assert "Refreshed from production SA" in prod_page
-    assert "database.is_neutralized" not in prod_page
-    assert "web.base.url = https://www.oca-france.fr" in prod_page
-    assert '<span id="active-crons">0</span>' not in prod_page
+    assert psql(prod, DB[PROD], company) == "Refreshed from production SA"
+    assert neutralization(prod, DB[PROD]) == production
+    assert config_parameter(prod, DB[PROD], "web.base.url") == "https://www.oca-france.fr"
 
 
 def test_a_day_sends_the_dump_and_the_new_attachments_only(recette, prod):
@@ -228,6 +234,36 @@ def test_a_corrupted_delivery_is_refused_and_recette_keeps_running(sandbox, rece
     assert main_pid(recette) == pid
     sandbox.wait_healthy(RECETTE, timeout=5)
     recette.check_output(f"systemctl reset-failed {ACCEPT}")
+
+
+def test_a_dump_recette_cannot_read_is_refused_on_delivery(sandbox, recette, prod):
+    """A dump from a newer PostgreSQL than recette's: its checksums match, recette's own
+    pg_restore cannot read it; refused at once, the reason in the journal and make status."""
+    before = backup_dirs(recette, PRODUCTION_DATA)
+    pid = main_pid(recette)
+    assert as_odoo(prod, "/home/odoo/scripts/odoo-backup").rc == 0
+    newest = backup_dirs(prod)[-1]
+    make_dump_from_the_future(prod, f"{BACKUPS}/{newest}")
+    accept = unit_invocation(recette, ACCEPT)
+    transfer = unit_invocation(prod, TRANSFER)
+    try:
+        prod.check_output(f"sudo -u odoo systemctl start {TRANSFER}")
+        assert wait_unit_done(prod, TRANSFER, transfer) == "success"
+        assert wait_unit_done(recette, ACCEPT, accept) == "exit-code"
+        status = sandbox.make("status")
+    finally:
+        prod.check_output(f"rm -rf {BACKUPS}/{newest}")
+        recette.run(f"systemctl reset-failed {ACCEPT}")
+    journal = recette.check_output(f"journalctl -u {ACCEPT} -o cat --no-pager -n 10")
+    assert "production data refused, not used" in journal
+    assert "was made by PostgreSQL 99" in journal and "oca-france-recette has 17" in journal
+    out = status.stdout + status.stderr
+    assert status.returncode != 0, out
+    assert re.search(
+        rf"\[{RECETTE}\]\s+ATTENTION:\s+{ACCEPT} failed \(.*made by PostgreSQL 99", out
+    )
+    assert backup_dirs(recette, PRODUCTION_DATA) == before
+    assert main_pid(recette) == pid
 
 
 def test_the_transfer_key_can_only_deliver_backups(recette, prod):

@@ -22,11 +22,20 @@ readonly CACHE_DIR="${SANDBOX_CACHE_DIR:-/var/cache/oca-france-sandbox}"
 readonly DEBIAN_MIRROR="http://deb.debian.org/debian"
 readonly NFT_TABLE="oca_france_sandbox"
 readonly SUBNET="10.231.0.0/16"
-readonly APP_SOURCE="$PROJECT_DIR/tests/standin_app"
+readonly APP_SOURCE="$PROJECT_DIR/tests/app"
 readonly APP_ORIGIN="$STATE_DIR/app-origin.git"
 readonly APP_ORIGIN_IN_CONTAINER="/srv/app-origin.git"
 readonly REGISTRY_HOSTS="deb.debian.org pypi.org files.pythonhosted.org"
 readonly ODOO_PORT=8069
+# Where Odoo comes from (one setting): the trimmed Odoo 18.0 source tarball beside the
+# checkout by default (../shared/odoo), or a git URL such as
+# git+https://github.com/OCA/OCB@18.0 on a machine that reaches it.
+readonly ODOO_TARBALL_NAME="shared/odoo/odoo-18.0-trimmed.tar.xz"
+# The Odoo wheel built from a tarball, kept per tarball; the containers see it at the same
+# path (read-only), so the app's uv.lock, made here, holds there too.
+readonly ODOO_WHEELS_DIR="$CACHE_DIR/odoo-wheels"
+UV_BIN="${UV:-$(command -v uv || echo "$PROJECT_DIR/.tools/bin/uv")}"
+readonly UV_BIN
 
 # name  index (10.231.<index>.0/30: .1 host side, .2 container)  Debian suite
 readonly CONTAINERS=("oca-france-recette 1 trixie" "oca-france-prod 2 bookworm")
@@ -113,19 +122,79 @@ check_rootfs() {
         || die "$dir: its / is $owner, must be 755 root:root; rebuild it (make sandbox-down; rm $CACHE_DIR/debian-*-rootfs.tar.gz)"
 }
 
-# The test application, as a git repository with branch 18.0 (tests push more commits to it).
+# ODOO_SOURCE, else the shared tarball beside this checkout, or beside the repository it was
+# cloned from (a clone elsewhere, as CI makes).
+odoo_source() {
+    local origin candidate
+    if [[ "${ODOO_SOURCE:-}" == git+* ]]; then
+        echo "$ODOO_SOURCE"
+        return 0
+    elif [[ -n "${ODOO_SOURCE:-}" ]]; then
+        realpath -e "$ODOO_SOURCE" || die "ODOO_SOURCE=$ODOO_SOURCE: no such file"
+        return 0
+    fi
+    origin=$(git -C "$PROJECT_DIR" config --get remote.origin.url 2>/dev/null || true)
+    for candidate in "$PROJECT_DIR/../$ODOO_TARBALL_NAME" ${origin:+"$origin/../$ODOO_TARBALL_NAME"}; do
+        if [[ -f "$candidate" ]]; then
+            realpath "$candidate"
+            return 0
+        fi
+    done
+    die "no Odoo source: $PROJECT_DIR/../$ODOO_TARBALL_NAME is missing; set ODOO_SOURCE" \
+        "to an Odoo 18.0 source tarball or to git+https://github.com/OCA/OCB@18.0"
+}
+
+# The app's [tool.uv.sources] entry for odoo: a wheel built once per tarball (here, where
+# uv's cache and PyPI are), or the git repository itself.
+odoo_uv_source() {
+    local source=$1 url branch
+    if [[ "$source" =~ ^git\+(.*)@([^@/]+)$ ]]; then
+        url=${BASH_REMATCH[1]}
+        branch=${BASH_REMATCH[2]}
+        printf 'odoo = { git = "%s", branch = "%s" }\n' "$url" "$branch"
+        return 0
+    fi
+    [[ -f "$source" ]] || die "ODOO_SOURCE=$source: no such tarball (nor a git+URL@branch)"
+    printf 'odoo = { path = "%s" }\n' "$(odoo_wheel "$source")"
+}
+
+odoo_wheel() {
+    local tarball=$1 dir tmp wheel
+    dir="$ODOO_WHEELS_DIR/$(sha256sum "$tarball" | cut -c1-16)"
+    wheel=$(compgen -G "$dir/odoo-*.whl" | head -n 1 || true)
+    if [[ -z "$wheel" ]]; then
+        log "building the Odoo wheel from $tarball (once per tarball, kept in $dir)"
+        tmp=$(mktemp -d)
+        tar -C "$tmp" -xf "$tarball"
+        mkdir -p "$dir"
+        # SOURCE_DATE_EPOCH: the same tarball gives the same wheel, byte for byte.
+        SOURCE_DATE_EPOCH=$(stat -c %Y "$tarball") "$UV_BIN" build --quiet --wheel \
+            --out-dir "$tmp/dist" "$tmp"/odoo-* >&2 || { rm -rf "$tmp"; die "could not build Odoo"; }
+        mv "$tmp"/dist/odoo-*.whl "$dir/"
+        rm -rf "$tmp"
+        chmod -R a+rX "$ODOO_WHEELS_DIR"
+        wheel=$(compgen -G "$dir/odoo-*.whl" | head -n 1)
+    fi
+    echo "$wheel"
+}
+
+# The test application, as a git repository with branch 18.0 (tests push more commits to
+# it): tests/app, with its odoo source and its lock, as the real app's repository has them.
 build_app_origin() {
     [[ -d "$APP_ORIGIN" ]] && return 0
-    log "creating the app origin repository from tests/standin_app"
-    local work
+    local work source
+    source=$(odoo_source)
+    log "creating the app origin repository from tests/app (Odoo from $source)"
     work=$(mktemp -d)
     # The files git would commit (so no .venv, build/ or caches), as a clone would have them.
     git -C "$APP_SOURCE" ls-files -z --cached --others --exclude-standard . \
         | tar -C "$APP_SOURCE" --null -T - -cf - | tar -C "$work" -xf -
+    printf '\n[tool.uv.sources]\n%s' "$(odoo_uv_source "$source")" >>"$work/pyproject.toml"
+    "$UV_BIN" lock --quiet --directory "$work" || { rm -rf "$work"; die "could not lock the app"; }
     git -C "$work" init -q -b 18.0
     git -C "$work" add -A
     git -C "$work" -c user.name=sandbox -c user.email=sandbox@localhost \
-        commit -q -m "Stand-in application, initial release"
+        commit -q -m "Test application, initial release"
     git init -q --bare -b 18.0 "$APP_ORIGIN"
     git -C "$work" push -q "$APP_ORIGIN" 18.0
     rm -rf "$work"
@@ -133,9 +202,12 @@ build_app_origin() {
 
 registry_addresses() {
     local hosts="$REGISTRY_HOSTS" host
-    if [[ -n "${APP_REPO:-}" && "$APP_REPO" =~ ^[a-z+]+://([^/:@]+@)?([^/:]+) ]]; then
-        hosts+=" ${BASH_REMATCH[2]}"
-    fi
+    local url
+    for url in "${APP_REPO:-}" "${ODOO_SOURCE:-}"; do
+        if [[ "$url" =~ ^[a-z+]+://([^/:@]+@)?([^/:]+) ]]; then
+            hosts+=" ${BASH_REMATCH[2]}"
+        fi
+    done
     for host in $hosts; do
         getent ahostsv4 "$host" | awk -v h="$host" '{print $1, h}' | sort -u
     done
@@ -236,7 +308,7 @@ SOURCES
     printf 'system-certs = true\n' >"$rootfs/etc/uv/uv.toml"
     # The origin is bind-mounted from the host and owned by root there.
     printf '[safe]\n\tdirectory = %s\n' "$APP_ORIGIN_IN_CONTAINER" >"$rootfs/etc/gitconfig"
-    mkdir -p "$rootfs$APP_ORIGIN_IN_CONTAINER" "$rootfs$DEBS_IN_CONTAINER" \
+    mkdir -p "$rootfs$APP_ORIGIN_IN_CONTAINER" "$rootfs$DEBS_IN_CONTAINER" "$rootfs$ODOO_WHEELS_DIR" \
         "$CACHE_DIR/apt/$name/partial"
 }
 
@@ -299,6 +371,7 @@ boot() {
         --network-namespace-path="/run/netns/$(netns_of "$name")" \
         --bind-ro="$APP_ORIGIN:$APP_ORIGIN_IN_CONTAINER" \
         --bind-ro="$DEBS_DIR:$DEBS_IN_CONTAINER" \
+        --bind-ro="$ODOO_WHEELS_DIR" \
         --bind="$CACHE_DIR/apt/$name:/var/cache/apt/archives" \
         </dev/null >"$STATE_DIR/$name.console.log" 2>&1 &
     echo $! >"$(pidfile_of "$name")"
@@ -361,6 +434,7 @@ cmd_up() {
     [[ -f "$STATE_DIR/backup-transfer" ]] \
         || ssh-keygen -q -t ed25519 -N "" -C sandbox-backup-transfer -f "$STATE_DIR/backup-transfer"
     build_rootfs_tarballs
+    mkdir -p "$ODOO_WHEELS_DIR"
     build_app_origin
     build_wkhtmltox_test_deb
     setup_nftables

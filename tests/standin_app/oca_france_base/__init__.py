@@ -1,1 +1,0 @@
-# Imported by the stand-in server at startup, like Odoo imports installed addons.
