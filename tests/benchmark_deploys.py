@@ -103,19 +103,14 @@ def install_previous_deploy() -> None:
     )
 
 
-def push_commit(message: str, update_sql: str | None) -> str:
+def push_commit(message: str, migration: str | None) -> str:
     """A new commit of the app on origin's branch bench/<n>: a version bump (no migration),
-    or an update that fails."""
+    or one whose post-migrate script runs `migration` (Python; e.g. one that fails)."""
     from e2e.conftest import Sandbox
+    from e2e.test_2_deploy import set_version, with_migration
 
-    def change(work: Path) -> None:
-        manifest = work / "oca_france_all" / "__manifest__.py"
-        version = f"18.0.9.{int(time.time()) % 100000}.0"
-        text = re.sub(r'"version": "[^"]+"', f'"version": "{version}"', manifest.read_text())
-        manifest.write_text(text)
-        if update_sql:
-            (work / "oca_france_all" / "data" / "update.sql").write_text(update_sql)
-
+    version = f"18.0.9.{int(time.time()) % 100000}.0"
+    change = with_migration(version, migration) if migration else set_version(version)
     branch = f"bench/{int(time.time() * 1000)}"
     Sandbox(env={}).push_commit(branch, message, change)
     return f"origin/{branch}"
@@ -152,7 +147,7 @@ def measure(script: str) -> tuple[float, float]:
     downtime, log, code = timed_deploy(script, push_commit("bench: no migration", None))
     if code != 0:
         sys.exit(f"{script}: deploy failed ({code}):\n{log[-3000:]}")
-    ref = push_commit("bench: failing update", "UPDATE no_such_table SET x = 1;\n")
+    ref = push_commit("bench: failing update", "cr.execute('UPDATE no_such_table SET x = 1')")
     _, log, code = timed_deploy(script, ref)
     if code != 5:
         sys.exit(f"{script}: expected a rollback (5), got {code}:\n{log[-3000:]}")

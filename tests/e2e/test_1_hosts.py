@@ -6,7 +6,16 @@ from __future__ import annotations
 import pytest
 from conftest import TEST_SECRETS, load_inventory, release_data
 
-from .conftest import CHECKOUT, DB, PROD, RECETTE, RELEASE, changed_operations, main_pid, psql
+from .conftest import (
+    CHECKOUT,
+    DB,
+    RECETTE,
+    RELEASE,
+    changed_operations,
+    login_page_ok,
+    main_pid,
+    psql,
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +97,12 @@ def test_app_addons_come_from_the_venv_not_an_addons_dir(any_host):
     )
     assert imported.rc == 0, imported.stderr
     journal = host.check_output("journalctl -u odoo-oca-france.service --no-pager -o cat")
-    assert "HTTP service running" in journal  # the journal holds the server's log
+    # The journal holds the server's log: real Odoo 18, prefork workers and its gevent port.
+    assert "odoo: Odoo version 18.0-" in journal
+    assert "HTTP service (werkzeug) running on 0.0.0.0:8069" in journal
+    assert "Evented Service (longpolling) running on 0.0.0.0:8072" in journal
     assert "addons path does not exist" not in journal
+    assert "Failed to load server-wide module" not in journal
 
 
 def test_venv_uses_the_system_python_the_app_accepts(any_host, data_of):
@@ -186,8 +199,7 @@ def test_service_enabled_running_and_healthy_from_the_host(any_host, sandbox):
         "status": "pass",
         "db_server_status": True,
     }
-    status, page = sandbox.get(name, "/web/login")
-    assert status == 200 and DB[name] in page
+    assert login_page_ok(sandbox, name)
 
 
 def test_units_pass_systemd_analyze_verify(any_host):
@@ -224,8 +236,12 @@ def test_fail2ban_guards_sshd(any_host):
     assert "sshd" in host.check_output("fail2ban-client status")
 
 
-def test_ribbon_comes_from_the_server_environment(sandbox):
-    _, recette_page = sandbox.get(RECETTE, "/web/login")
-    _, prod_page = sandbox.get(PROD, "/web/login")
-    assert "ribbon.name = RECETTE" in recette_page
-    assert "ribbon.name = RECETTE" not in prod_page
+def test_ribbon_comes_from_the_server_environment(recette, prod):
+    """Recette's server-environment values, in .odoorc for the real app's server_environment
+    (the deploy also writes them into a restored database, see test_6)."""
+    section = "[ir.config_parameter]\n"
+    recette_rc = recette.file("/home/odoo/.odoorc").content_string
+    prod_rc = prod.file("/home/odoo/.odoorc").content_string
+    assert "ribbon.name = RECETTE\n" in recette_rc.split(section)[1]
+    assert "web.base.url.freeze = True\n" in recette_rc.split(section)[1]
+    assert "ribbon.name = False\n" in prod_rc.split(section)[1]
