@@ -22,8 +22,8 @@ endif
 # System packages a target needs: installed when missing (root), else the command to run.
 DEPS := bash tests/system-deps.sh
 
-.PHONY: help setup apply-recette apply-prod diff-recette diff-prod status lint test sandbox \
-	sandbox-down bench
+.PHONY: help setup apply-recette apply-prod diff-recette diff-prod status lint test test-unit \
+	sandbox sandbox-down bench
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' \
@@ -56,7 +56,7 @@ diff-prod: setup ## Dry run on prod: show what would change (changes nothing)
 
 status: setup ## Each host: commit, service, health, last backup / production data, failures (exit 1)
 	$(PYINFRA) -y inventory.py exec --sudo $(PYINFRA_ARGS) -- \
-		/home/odoo/scripts/odoo-status
+		/opt/oca-france/bin/odoo-status
 
 lint: setup ## ruff, shellcheck and bash -n on the scripts
 	$(DEPS) lint
@@ -64,7 +64,11 @@ lint: setup ## ruff, shellcheck and bash -n on the scripts
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked pytest -q tests/test_static.py -k "shellcheck or bash_syntax"
 
-test: setup ## All tests: static checks, then the end-to-end suite on the sandbox (root)
+test-unit: setup ## The fast layer alone: static checks and the host programs' unit tests (no root)
+	$(DEPS) lint
+	$(UV) run --locked pytest -q tests/test_static.py tests/unit
+
+test: setup ## All tests: static checks, unit tests, then the end-to-end suite on the sandbox (root)
 	$(DEPS) test
 	$(UV) run --locked pytest -v
 

@@ -75,9 +75,12 @@ oca_france_branch = "18.0"  # branch cloned by the first apply and followed by r
 oca_france_dir = f"{odoo_home}/oca-france"  # the checkout; its .venv is created by `uv sync`
 oca_france_service = "odoo-oca-france.service"  # systemd unit running the server
 odoo_data_dir = f"{odoo_home}/.local/share/Odoo"  # Odoo data_dir: filestore and sessions
-odoo_config_path = f"{odoo_home}/.odoorc"  # the server's config file (mode 0640, holds secrets)
+# Root-owned, outside odoo's home: what root writes, odoo can neither change nor redirect.
+host_programs_dir = "/opt/oca-france"  # the host programs (bin/) and their library (lib/)
+host_config_dir = "/etc/oca-france"  # host.json, the server's config, the transfer's key files
+odoo_config_path = f"{host_config_dir}/odoo.conf"  # the server's config (root:odoo 0640, secrets)
 odoo_dumps_dir = f"{odoo_home}/.odoo_dumps"  # safety backups and production data for restores
-odoo_scripts_dir = f"{odoo_home}/scripts"  # deploy and helper scripts
+odoo_scripts_dir = f"{odoo_home}/scripts"  # odoo's own: the deploy entry point (a link to bin/)
 odoo_db_name = None  # database name: set per environment (oca-france-<environment>)
 odoo_init_modules = ["oca_france_all"]  # modules installed when the database is created
 # Extra addons paths, relative to the checkout; each must exist. None by default: the app's
@@ -112,19 +115,24 @@ odoo_restart_sec = 10  # seconds between a crash and the service's restart
 odoo_restart_steps = 5  # with systemd >= 254: then longer waits, in this many steps...
 odoo_restart_max_delay_sec = 300  # ... up to this many seconds between restarts
 
-# How the deploy talks to Odoo: commands of the checkout's venv, run from the checkout.
-# {venv} {config} {db} {modules} are filled in by tasks/render.py:odoo_command.
-odoo_sync_command = "uv sync --locked"  # builds .venv from uv.lock, with the Python the app asks
-odoo_initdb_command = (  # --no-cache: no cache-<date>-<hash> template database left behind
-    "{venv}/bin/click-odoo-initdb -c {config} -n {db} -m {modules} --no-demo --no-cache"
-)
-odoo_update_command = "{venv}/bin/click-odoo-update -c {config} -d {db} --i18n-overwrite"
+# How the deploy talks to Odoo: commands of the checkout's venv, run from the checkout, as
+# argument lists. {venv} {config} {db} {modules} are filled in by tasks/render.py:odoo_command.
+odoo_sync_command = ["uv", "sync", "--locked"]  # .venv from uv.lock, with the app's Python
+odoo_initdb_command = [  # --no-cache: no cache-<date>-<hash> template database left behind
+    "{venv}/bin/click-odoo-initdb", "-c", "{config}", "-n", "{db}", "-m", "{modules}",
+    "--no-demo", "--no-cache",
+]  # fmt: skip
+odoo_update_command = [
+    "{venv}/bin/click-odoo-update", "-c", "{config}", "-d", "{db}", "--i18n-overwrite"
+]  # fmt: skip
 # deploy --dry-run: what the update would do, with the target's code, changing nothing.
-odoo_list_updates_command = "{venv}/bin/click-odoo-update -c {config} -d {db} --list-only"
-odoo_neutralize_command = "{venv}/bin/odoo neutralize -c {config} -d {db}"
-odoo_server_command = "{venv}/bin/odoo -c {config}"
+odoo_list_updates_command = [
+    "{venv}/bin/click-odoo-update", "-c", "{config}", "-d", "{db}", "--list-only"
+]  # fmt: skip
+odoo_neutralize_command = ["{venv}/bin/odoo", "neutralize", "-c", "{config}", "-d", "{db}"]
+odoo_server_command = ["{venv}/bin/odoo", "-c", "{config}"]
 
-# --- The deploy script (templates/deploy.sh.j2)
+# --- The deploy script (host/bin/deploy, its steps in host/lib/deploy-lib.sh)
 deploy_snapshots_kept = 2  # snapshots (database copy + filestore links) kept after a success
 deploy_disk_margin_mib = 1024  # MiB that must stay free beside a snapshot, or the deploy refuses
 deploy_logs_kept = 30  # per-deploy logs kept (Odoo's and uv's output)

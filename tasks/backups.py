@@ -4,7 +4,6 @@ one sent to recette with a key used for nothing else, to recette's pinned host k
 from pyinfra.operations import apt, files, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.render import odoo_ssh_dir
 from tasks.util import host_data, install_template
 
 data = host_data()
@@ -20,18 +19,8 @@ files.directory(
     user=data.odoo_user,
     group=data.odoo_user,
     mode="700",
-)
-
-install_template(
-    name=f"Install the backup script ({data.odoo_scripts_dir}/odoo-backup)",
-    template="odoo-backup.sh.j2",
-    mode="755",
-)
-
-install_template(
-    name=f"Install the retention program ({data.odoo_scripts_dir}/odoo-backup-prune)",
-    template="odoo-backup-prune.py.j2",
-    mode="755",
+    _sudo=True,  # written as odoo: root writes nothing under odoo's home
+    _sudo_user=data.odoo_user,
 )
 
 units = [
@@ -40,18 +29,12 @@ units = [
 ]
 
 if data.backup_transfer_enabled:
-    files.directory(
-        name=f"Create {odoo_ssh_dir(data)} (the transfer key and recette's pinned host key)",
-        path=odoo_ssh_dir(data),
-        user=data.odoo_user,
-        group=data.odoo_user,
-        mode="700",
-    )
+    # In the root-owned config directory: odoo reads the key (ssh accepts a key it does
+    # not own at 0640), and can neither replace it nor the pinned host key.
     install_template(
-        name="Install the backup transfer key (used for nothing else)",
+        name="Install the backup transfer key (used for nothing else; root:odoo 0640)",
         template="backup-transfer.key.j2",
-        mode="600",
-        user=data.odoo_user,
+        mode="640",
         group=data.odoo_user,
         holds_secrets=True,
     )
@@ -59,13 +42,6 @@ if data.backup_transfer_enabled:
         name=f"Pin recette's host key ({data.backup_transfer_host})",
         template="backup-transfer.known_hosts.j2",
         mode="644",
-        user=data.odoo_user,
-        group=data.odoo_user,
-    )
-    install_template(
-        name=f"Install the transfer script ({data.odoo_scripts_dir}/odoo-backup-transfer)",
-        template="odoo-backup-transfer.sh.j2",
-        mode="755",
     )
     units.append(
         install_template(

@@ -3,6 +3,9 @@
 pyinfra creates the checkout once; moving it to another release is the deploy script's job.
 """
 
+import shlex
+from pathlib import Path
+
 from pyinfra import host
 from pyinfra.facts.files import Directory
 from pyinfra.operations import files, systemd
@@ -13,6 +16,8 @@ from tasks.render import (
     REPAIR_UNITS_ENABLED,
     checked_addons_subdirs,
     deploy_log_dir,
+    host_config_file,
+    host_program,
     odoo_command,
     production_data_dir,
     snapshot_dir,
@@ -33,13 +38,81 @@ data = host_data()
 odoo = data.odoo_user
 as_odoo = {"_sudo": True, "_sudo_user": odoo}
 checkout = data.oca_france_dir
+HOST_DIR = Path(__file__).resolve().parent.parent / "host"
+LEGACY_FILES = [
+    f"{data.odoo_home}/.odoorc",
+    f"{data.odoo_home}/.ssh/authorized_keys",
+    f"{data.odoo_home}/.ssh/backup-transfer",
+    f"{data.odoo_home}/.ssh/backup-transfer.known_hosts",
+]
+
+# The host programs and their config: root-owned all the way up, outside odoo's home, so that
+# nothing root writes can be redirected by odoo (pyinfra follows links).
+for path in (data.host_programs_dir, data.host_config_dir):
+    files.directory(
+        name=f"Create {path} (root-owned)", path=path, user="root", group="root", mode="755"
+    )
+
+for part, mode in (("bin", "755"), ("lib", "644")):
+    files.sync(
+        name=f"Install the host programs' {part}/ ({data.host_programs_dir}/{part})",
+        src=str(HOST_DIR / part),
+        dest=f"{data.host_programs_dir}/{part}",
+        user="root",
+        group="root",
+        mode=mode,
+        dir_mode="755",
+        delete=True,
+        exclude=["*.pyc"],
+        exclude_dir=["__pycache__"],
+    )
+
+install_template(
+    name=f"Write the host programs' config ({host_config_file(data)})",
+    template="host.json.j2",
+)
+
+# The layout before the root-owned one: root wrote odoo's ~/scripts (a root-owned directory
+# odoo could move aside), ~/.odoorc and ~/.ssh's keys. Gone, each removed as its owner.
+run_unless(
+    name=f"Remove the former root-owned {data.odoo_scripts_dir} (programs now in bin/)",
+    done=lambda: (
+        not command_succeeds(
+            f"test -d {data.odoo_scripts_dir} -a ! -L {data.odoo_scripts_dir}"
+            f' -a "$(stat -c %U {data.odoo_scripts_dir})" = root',
+            "root",
+        )
+    ),
+    command=f"rm -rf {data.odoo_scripts_dir}",
+)
+run_unless(
+    name="Remove the former root-written files of odoo's home (.odoorc, ~/.ssh's keys)",
+    done=lambda: (
+        not command_succeeds(
+            f"for f in {' '.join(LEGACY_FILES)}; do [ -e $f -o -L $f ] && exit 0; done; exit 1",
+            odoo,
+        )
+    ),
+    command=f"rm -f {' '.join(LEGACY_FILES)}",
+    **as_odoo,
+)
 
 files.directory(
-    name=f"Create {data.odoo_scripts_dir} (root-owned: odoo runs the scripts, cannot edit them)",
+    name=f"Create {data.odoo_scripts_dir} (odoo's own: the deploy entry point)",
     path=data.odoo_scripts_dir,
-    user="root",
-    group="root",
+    user=odoo,
+    group=odoo,
     mode="755",
+    **as_odoo,
+)
+
+files.link(
+    name=f"Link {data.odoo_scripts_dir}/deploy to {host_program(data, 'deploy')}",
+    path=f"{data.odoo_scripts_dir}/deploy",
+    target=host_program(data, "deploy"),
+    user=odoo,
+    group=odoo,
+    **as_odoo,
 )
 
 for path, mode in (
@@ -93,10 +166,9 @@ if addons_subdirs:
     )
 
 odoorc = install_template(
-    name=f"Write {data.odoo_config_path} (owner {odoo}, mode 0640)",
+    name=f"Write {data.odoo_config_path} (root:{odoo} 0640: odoo reads it, cannot change it)",
     template="odoorc.j2",
     mode="640",
-    user=odoo,
     group=odoo,
     holds_secrets=True,
 )
@@ -104,7 +176,7 @@ odoorc = install_template(
 run_unless(
     name=f"Create the {data.odoo_db_name} database with {', '.join(data.odoo_init_modules)}",
     done=lambda: database_exists(data.odoo_db_name),
-    command=f"cd {checkout} && {odoo_command(data, data.odoo_initdb_command)}",
+    command=f"cd {checkout} && {shlex.join(odoo_command(data, data.odoo_initdb_command))}",
     **as_odoo,
 )
 
@@ -146,18 +218,6 @@ systemd.service(
     enabled=True,
 )
 
-install_template(
-    name=f"Install the deploy script ({data.odoo_scripts_dir}/deploy)",
-    template="deploy.sh.j2",
-    mode="755",
-)
-
-install_template(
-    name=f"Install the deploy's steps ({data.odoo_scripts_dir}/deploy-lib.sh)",
-    template="deploy-lib.sh.j2",
-    mode="644",
-)
-
 repair_units = [
     install_template(name=f"Install {unit}", template=f"{unit}.j2") for unit in REPAIR_UNITS
 ]
@@ -174,15 +234,3 @@ for unit in REPAIR_UNITS_ENABLED:
         running=unit.endswith(".timer"),
         enabled=True,
     )
-
-install_template(
-    name=f"Install the backup checker ({data.odoo_scripts_dir}/odoo-backup-verify)",
-    template="odoo-backup-verify.py.j2",
-    mode="755",
-)
-
-install_template(
-    name=f"Install the status report ({data.odoo_scripts_dir}/odoo-status, make status)",
-    template="odoo-status.py.j2",
-    mode="755",
-)

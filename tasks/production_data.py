@@ -2,10 +2,10 @@
 directory (rrsync -wo); each delivery is verified against its manifest before
 `deploy --restore` may use it."""
 
-from pyinfra.operations import apt, files, systemd
+from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.render import incoming_dir, odoo_ssh_dir
+from tasks.render import incoming_dir
 from tasks.util import host_data, install_template
 
 data = host_data()
@@ -16,27 +16,39 @@ apt.packages(
 )
 
 # production-data/ itself: tasks/oca_france.py (every host's deploy looks there).
-for path in (odoo_ssh_dir(data), incoming_dir(data)):
-    files.directory(
-        name=f"Create {path}",
-        path=path,
-        user=data.odoo_user,
-        group=data.odoo_user,
-        mode="700",
-    )
-
-install_template(
-    name="Let prod's transfer key deliver backups, and nothing else (authorized_keys)",
-    template="authorized_keys.j2",
-    mode="600",
+files.directory(
+    name=f"Create {incoming_dir(data)}",
+    path=incoming_dir(data),
     user=data.odoo_user,
     group=data.odoo_user,
+    mode="700",
+    _sudo=True,  # written as odoo: root writes nothing under odoo's home
+    _sudo_user=data.odoo_user,
 )
 
-install_template(
-    name=f"Install the acceptance ({data.odoo_scripts_dir}/odoo-production-data-accept)",
-    template="odoo-production-data-accept.py.j2",
+files.directory(
+    name=f"Create {data.host_config_dir}/authorized_keys (root-owned: sshd reads it for odoo)",
+    path=f"{data.host_config_dir}/authorized_keys",
+    user="root",
+    group="root",
     mode="755",
+)
+
+keys = install_template(
+    name="Let prod's transfer key deliver backups, and nothing else (authorized_keys)",
+    template="authorized_keys.j2",
+    mode="644",
+)
+
+sshd_config = install_template(
+    name="Let sshd read the keys root holds for odoo (sshd_config.d)",
+    template="sshd-authorized-keys.conf.j2",
+)
+
+server.shell(
+    name="Check sshd's configuration, then reload it (its AuthorizedKeysFile changed)",
+    commands=["sshd -t", "systemctl reload ssh"],
+    _if=sshd_config.did_change,
 )
 
 units = [

@@ -6,9 +6,9 @@ from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
 from tasks.render import RECETTE_TIMERS, auto_deploy_state_file
-from tasks.util import install_template, run_unless
+from tasks.util import host_data, install_template, run_unless
 
-data = host.data
+data = host_data()
 auto_deploy_state = auto_deploy_state_file(data)
 
 run_unless(
@@ -17,12 +17,6 @@ run_unless(
     command=f"git -C {data.oca_france_dir} rev-parse HEAD > {auto_deploy_state}",
     _sudo=True,
     _sudo_user=data.odoo_user,
-)
-
-install_template(
-    name=f"Install the auto-deploy script ({data.odoo_scripts_dir}/odoo-auto-deploy)",
-    template="odoo-auto-deploy.sh.j2",
-    mode="755",
 )
 
 units = [

@@ -64,15 +64,16 @@ def checked_addons_subdirs(data) -> list[str]:
     return list(data.odoo_addons_subdirs)
 
 
-def odoo_command(data, template: str, venv: str | None = None) -> str:
-    """One of the data's commands (odoo_*_command) with this host's values filled in (the
-    checkout's venv, or `venv`)."""
-    return template.format(
-        venv=venv or f"{data.oca_france_dir}/.venv",
-        config=shlex.quote(data.odoo_config_path),
-        db=shlex.quote(data.odoo_db_name),
-        modules=shlex.quote(",".join(data.odoo_init_modules)),
-    )
+def odoo_command(data, template: list[str], venv: str | None = None) -> list[str]:
+    """One of the data's commands (odoo_*_command, argument lists) with this host's values
+    filled in (the checkout's venv, or `venv`)."""
+    values = {
+        "venv": venv or f"{data.oca_france_dir}/.venv",
+        "config": data.odoo_config_path,
+        "db": data.odoo_db_name,
+        "modules": ",".join(data.odoo_init_modules),
+    }
+    return [argument.format(**values) for argument in template]
 
 
 def uv_env(data) -> str:
@@ -83,22 +84,36 @@ def uv_env(data) -> str:
     )
 
 
-def venv_check_command(data) -> str:
+def venv_check_argv(data) -> list[str]:
     """Succeeds when the venv already matches uv.lock (changes nothing)."""
-    return f"{data.odoo_sync_command} --check --offline"
+    return [*data.odoo_sync_command, "--check", "--offline"]
+
+
+def venv_check_command(data) -> str:
+    return shlex.join(venv_check_argv(data))
 
 
 def venv_sync_command(data) -> str:
     """Sync the venv until uv finds it up to date. The first sync of a fresh clone installs
     __manifest__.py files into .venv that the app's cache-keys glob matches, newer than what
     uv recorded: uv then finds the venv outdated until a second sync records them."""
-    sync = data.odoo_sync_command
+    sync = shlex.join(data.odoo_sync_command)
     return f"{sync} && {{ {venv_check_command(data)} >/dev/null 2>&1 || {sync}; }}"
 
 
-def odoo_ssh_dir(data) -> str:
-    """The odoo user's SSH directory: prod's transfer key, recette's authorized_keys."""
-    return f"{data.odoo_home}/.ssh"
+def host_program(data, name: str) -> str:
+    """Where a host program is installed: root-owned, outside odoo's home."""
+    return f"{data.host_programs_dir}/bin/{name}"
+
+
+def host_config_file(data) -> str:
+    """The one config every host program reads (no secret in it)."""
+    return f"{data.host_config_dir}/host.json"
+
+
+def authorized_keys_file(data) -> str:
+    """recette: the keys sshd accepts for odoo beside its own, in a file odoo cannot change."""
+    return f"{data.host_config_dir}/authorized_keys/{data.odoo_user}"
 
 
 def odoo_url(data) -> str:
@@ -150,12 +165,12 @@ def production_data_in_use_file(data) -> str:
 
 def status_command(data) -> str:
     """What runs on each host for `make status` and `deploy --status`."""
-    return f"{data.odoo_scripts_dir}/odoo-status"
+    return host_program(data, "odoo-status")
 
 
 def verify_command(data) -> str:
     """Checks a backup directory against its manifest (deploy --restore, the accept on recette)."""
-    return f"{data.odoo_scripts_dir}/odoo-backup-verify"
+    return host_program(data, "odoo-backup-verify")
 
 
 def deploy_lock_file(data) -> str:
@@ -174,13 +189,14 @@ def incoming_dir(data) -> str:
 
 
 def transfer_key_file(data) -> str:
-    """prod: the private key of the backup transfer, used for nothing else."""
-    return f"{odoo_ssh_dir(data)}/backup-transfer"
+    """prod: the private key of the backup transfer, used for nothing else (root:odoo 0640:
+    odoo reads it, cannot replace it)."""
+    return f"{data.host_config_dir}/backup-transfer"
 
 
 def transfer_known_hosts_file(data) -> str:
     """prod: recette's pinned host key, the only one the transfer trusts."""
-    return f"{odoo_ssh_dir(data)}/backup-transfer.known_hosts"
+    return f"{data.host_config_dir}/backup-transfer.known_hosts"
 
 
 def server_env_parameters(data) -> dict[str, str]:
@@ -240,7 +256,7 @@ def service_vars(data) -> dict:
         "db_name": data.odoo_db_name,
         "odoo_user": data.odoo_user,
         "checkout": data.oca_france_dir,
-        "server_command": odoo_command(data, data.odoo_server_command),
+        "server_command": shlex.join(odoo_command(data, data.odoo_server_command)),
         "restart_sec": data.odoo_restart_sec,
         # RestartSteps and RestartMaxDelaySec appeared in systemd 254.
         "restart_steps": data.odoo_restart_steps if data.systemd_version >= 254 else None,
@@ -248,45 +264,72 @@ def service_vars(data) -> dict:
     }
 
 
-def deploy_vars(data) -> dict:
+def host_config(data) -> dict:
+    """/etc/oca-france/host.json: every value the host programs use, from the host's data
+    (the programs themselves are plain files, see host/). No secret goes in here."""
     url = odoo_url(data)
-    return {
-        "repo_name": data.oca_france_repo_url.rstrip("/").rsplit("/", 1)[-1],
+    config = {
+        "odoo_user": data.odoo_user,
         "db_name": data.odoo_db_name,
         "running_env": data.odoo_running_env,
-        "odoo_user": data.odoo_user,
         "checkout": data.oca_france_dir,
+        "oca_france_branch": data.oca_france_branch,
         "service": data.oca_france_service,
-        "data_dir": data.odoo_data_dir,
-        "scripts_dir": data.odoo_scripts_dir,
-        "snapshot_dir": snapshot_dir(data),
-        "snapshots_kept": data.deploy_snapshots_kept,
-        "disk_margin_mib": data.deploy_disk_margin_mib,
-        "postgresql_data_root": data.postgresql_data_root,
-        "state_file": deploy_state_file(data),
-        "history_file": deploy_history_file(data),
-        "log_dir": deploy_log_dir(data),
-        "logs_kept": data.deploy_logs_kept,
-        "status_command": status_command(data),
-        "production_data_dir": production_data_dir(data),
-        "in_use_file": production_data_in_use_file(data),
-        "lock_file": deploy_lock_file(data),
-        "verify_command": verify_command(data),
-        "restore_allowed": data.deploy_restore_allowed,
-        "ref_pattern": data.deploy_ref_pattern,
+        "filestore_root": f"{data.odoo_data_dir}/filestore",
         "health_url": health_url(data),
         "login_url": f"{url}/web/login",
-        "start_timeout": data.odoo_start_timeout,
-        "uv_env": uv_env(data),
-        "sync_command": venv_sync_command(data),
-        "addons_subdirs": checked_addons_subdirs(data),
+        "odoo_start_timeout": data.odoo_start_timeout,
+        "uv_python_install_dir": data.uv_python_install_dir,
+        "uv_python_preference": data.uv_python_preference,
+        "sync_command": data.odoo_sync_command,
+        "sync_check_command": venv_check_argv(data),
+        "odoo_addons_subdirs": checked_addons_subdirs(data),
         "neutralize_command": odoo_command(data, data.odoo_neutralize_command),
         "update_command": odoo_command(data, data.odoo_update_command),
-        "environment_sql": config_parameters_sql(server_env_parameters(data)),
-        "prepared_dir": prepared_dir(data),
         # Run from the prepared release, with its venv.
         "list_updates_command": odoo_command(data, data.odoo_list_updates_command, venv=".venv"),
+        "environment_sql": config_parameters_sql(server_env_parameters(data)),
+        "deploy_command": host_program(data, "deploy"),
+        "status_command": status_command(data),
+        "verify_command": verify_command(data),
+        "prune_command": host_program(data, "odoo-backup-prune"),
+        "deploy_lock_file": deploy_lock_file(data),
+        "deploy_state_file": deploy_state_file(data),
+        "deploy_history_file": deploy_history_file(data),
+        "deploy_log_dir": deploy_log_dir(data),
+        "deploy_logs_kept": data.deploy_logs_kept,
+        "prepared_dir": prepared_dir(data),
+        "snapshot_dir": snapshot_dir(data),
+        "deploy_snapshots_kept": data.deploy_snapshots_kept,
+        "deploy_disk_margin_mib": data.deploy_disk_margin_mib,
+        "postgresql_data_root": data.postgresql_data_root,
+        "deploy_restore_allowed": data.deploy_restore_allowed,
+        "deploy_ref_pattern": data.deploy_ref_pattern,
+        "production_data_dir": production_data_dir(data),
+        "production_data_in_use_file": production_data_in_use_file(data),
+        "production_data_kept": data.production_data_kept,
+        "incoming_dir": incoming_dir(data),
+        "auto_deploy_state_file": auto_deploy_state_file(data),
+        "backup_enabled": data.backup_enabled,
+        "backup_dir": data.backup_dir,
+        "backup_lock_wait_sec": data.backup_lock_wait_sec,
+        "backup_keep_daily": data.backup_keep_daily,
+        "backup_keep_weekly": data.backup_keep_weekly,
+        "backup_keep_monthly": data.backup_keep_monthly,
+        "status_backup_max_age_hours": data.status_backup_max_age_hours,
+        "status_production_data_max_age_days": data.status_production_data_max_age_days,
     }
+    if data.backup_enabled and data.backup_transfer_enabled:
+        transfer = transfer_vars(data)
+        config.update(
+            backup_transfer_user=transfer["target_user"],
+            backup_transfer_host=transfer["target_host"],
+            backup_transfer_port=transfer["target_port"],
+            backup_transfer_key_file=transfer["key_file"],
+            backup_transfer_known_hosts_file=transfer["known_hosts_file"],
+            backup_transfer_bwlimit_kbps=transfer["bwlimit_kbps"],
+        )
+    return config
 
 
 def automation_vars(data, calendar: str | None = None) -> dict:
@@ -296,7 +339,7 @@ def automation_vars(data, calendar: str | None = None) -> dict:
         "branch": data.oca_france_branch,
         "checkout": data.oca_france_dir,
         "lock_file": deploy_lock_file(data),
-        "scripts_dir": data.odoo_scripts_dir,
+        "bin_dir": f"{data.host_programs_dir}/bin",
         "calendar": calendar,
     }
 
@@ -310,7 +353,7 @@ def backup_vars(data) -> dict:
         "checkout": data.oca_france_dir,
         "lock_file": deploy_lock_file(data),
         "lock_wait": data.backup_lock_wait_sec,
-        "scripts_dir": data.odoo_scripts_dir,
+        "bin_dir": f"{data.host_programs_dir}/bin",
         "keep_daily": data.backup_keep_daily,
         "keep_weekly": data.backup_keep_weekly,
         "keep_monthly": data.backup_keep_monthly,
@@ -347,7 +390,7 @@ def transfer_vars(data) -> dict:
         "known_hosts_file": transfer_known_hosts_file(data),
         "known_hosts_line": f"{known_as} {key_type} {key}",
         "bwlimit_kbps": data.backup_transfer_bwlimit_kbps,
-        "scripts_dir": data.odoo_scripts_dir,
+        "bin_dir": f"{data.host_programs_dir}/bin",
     }
 
 
@@ -367,28 +410,12 @@ def receive_vars(data) -> dict:
         "production_data_dir": production_data_dir(data),
         "kept": data.production_data_kept,
         "verify_command": verify_command(data),
-        "scripts_dir": data.odoo_scripts_dir,
+        "bin_dir": f"{data.host_programs_dir}/bin",
         "lock_file": deploy_lock_file(data),
         "lock_wait": data.backup_lock_wait_sec,
         # restrict: no shell, pty, forwarding or agent; rrsync -wo: rsync writes into
         # incoming/ and nowhere else (-munge: symlinks sent are made harmless).
         "authorized_key": f'restrict,command="/usr/bin/rrsync -wo -munge {incoming}" {public_key}',
-    }
-
-
-def status_vars(data) -> dict:
-    return {
-        "db_name": data.odoo_db_name,
-        "running_env": data.odoo_running_env,
-        "checkout": data.oca_france_dir,
-        "service": data.oca_france_service,
-        "health_url": health_url(data),
-        "backup_dir": data.backup_dir if data.backup_enabled else "",
-        "production_data_dir": production_data_dir(data) if data.deploy_restore_allowed else "",
-        "in_use_file": production_data_in_use_file(data),
-        "history_file": deploy_history_file(data),
-        "backup_max_age_hours": data.status_backup_max_age_hours,
-        "production_data_max_age_days": data.status_production_data_max_age_days,
     }
 
 
@@ -420,10 +447,7 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
             f"/etc/systemd/system/{data.oca_france_service}",
             service_vars(data),
         ),
-        "deploy.sh.j2": (f"{data.odoo_scripts_dir}/deploy", deploy_vars(data)),
-        "deploy-lib.sh.j2": (f"{data.odoo_scripts_dir}/deploy-lib.sh", deploy_vars(data)),
-        "odoo-backup-verify.py.j2": (verify_command(data), {}),
-        "odoo-status.py.j2": (status_command(data), status_vars(data)),
+        "host.json.j2": (host_config_file(data), {"config": host_config(data)}),
     }
     repair = {
         **automation_vars(data, data.deploy_repair_calendar),
@@ -432,10 +456,6 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
     for unit in REPAIR_UNITS:
         files[f"{unit}.j2"] = (f"/etc/systemd/system/{unit}", repair)
     if data.recette_automation:
-        files["odoo-auto-deploy.sh.j2"] = (
-            f"{data.odoo_scripts_dir}/odoo-auto-deploy",
-            automation_vars(data),
-        )
         for timer, calendar_key in RECETTE_TIMERS.items():
             calendar = getattr(data, calendar_key)
             for kind in ("service", "timer"):
@@ -445,19 +465,10 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
                 )
     if data.backup_enabled:
         variables = backup_vars(data)
-        files["odoo-backup.sh.j2"] = (f"{data.odoo_scripts_dir}/odoo-backup", variables)
-        files["odoo-backup-prune.py.j2"] = (
-            f"{data.odoo_scripts_dir}/odoo-backup-prune",
-            variables,
-        )
         for kind in ("service", "timer"):
             files[f"odoo-backup.{kind}.j2"] = (f"/etc/systemd/system/odoo-backup.{kind}", variables)
     if data.backup_enabled and data.backup_transfer_enabled:
         transfer = transfer_vars(data)
-        files["odoo-backup-transfer.sh.j2"] = (
-            f"{data.odoo_scripts_dir}/odoo-backup-transfer",
-            transfer,
-        )
         files["odoo-backup-transfer.service.j2"] = (
             "/etc/systemd/system/odoo-backup-transfer.service",
             transfer,
@@ -468,16 +479,16 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
         files["backup-transfer.known_hosts.j2"] = (transfer_known_hosts_file(data), transfer)
     if data.deploy_restore_allowed:
         receive = receive_vars(data)
-        files["odoo-production-data-accept.py.j2"] = (
-            f"{data.odoo_scripts_dir}/odoo-production-data-accept",
-            receive,
-        )
         for kind in ("service", "path"):
             files[f"odoo-production-data-accept.{kind}.j2"] = (
                 f"/etc/systemd/system/odoo-production-data-accept.{kind}",
                 receive,
             )
-        files["authorized_keys.j2"] = (f"{odoo_ssh_dir(data)}/authorized_keys", receive)
+        files["authorized_keys.j2"] = (authorized_keys_file(data), receive)
+        files["sshd-authorized-keys.conf.j2"] = (
+            "/etc/ssh/sshd_config.d/oca-france-authorized-keys.conf",
+            {"authorized_keys_dir": f"{data.host_config_dir}/authorized_keys"},
+        )
     if data.fail2ban_enabled:
         files["fail2ban-sshd.local.j2"] = ("/etc/fail2ban/jail.d/sshd.local", {})
     return files

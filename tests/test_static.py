@@ -18,8 +18,7 @@ from pyinfra.api.util import get_template
 
 from tasks.render import ReleaseData, rendered_files, template_path, wkhtmltopdf_source
 
-SCRIPTS = sorted(path.name for path in (PROJECT_DIR / "templates").glob("*.sh.j2"))
-PROGRAMS = sorted(path.name for path in (PROJECT_DIR / "templates").glob("*.py.j2"))
+HOST_DIR = PROJECT_DIR / "host"
 PROJECT_SCRIPTS = ["tests/sandbox/sandbox.sh", "tests/system-deps.sh", ".ci/run"]
 
 
@@ -38,38 +37,24 @@ def render(data, name: str) -> str:
     return get_template(template_path(name)).render(**variables)
 
 
-def rendered_scripts(inventory, tmp_path: Path) -> list[Path]:
-    """Every host script, rendered for both environments, plus the project's own scripts."""
-    paths = [PROJECT_DIR / script for script in PROJECT_SCRIPTS]
-    for host in ("oca-france-recette", "oca-france-prod"):
-        data = release_data(inventory, host, "debian-12")
-        variants = {"": data, "-extra-addons": With(data, odoo_addons_subdirs=["custom/addons"])}
-        for suffix, variant in variants.items():
-            for name in SCRIPTS:
-                if name in rendered_files(variant):
-                    path = tmp_path / f"{host}{suffix}-{name.removesuffix('.j2')}"
-                    path.write_text(render(variant, name))
-                    paths.append(path)
-    return paths
+def bash_scripts() -> list[Path]:
+    """Every bash program of the hosts (plain files: nothing rendered), and the project's."""
+    programs = [
+        path
+        for path in sorted((HOST_DIR / "bin").iterdir())
+        if not path.is_symlink() and path.read_text().startswith("#!/usr/bin/env bash")
+    ]
+    libraries = sorted((HOST_DIR / "lib").glob("*.sh"))
+    return [PROJECT_DIR / script for script in PROJECT_SCRIPTS] + programs + libraries
 
 
-def test_host_programs_compile_and_pass_ruff(inventory, tmp_path):
-    """The Python programs installed on the hosts, rendered for both environments."""
-    paths = []
-    for host in ("oca-france-recette", "oca-france-prod"):
-        data = release_data(inventory, host, "debian-12")
-        for name in PROGRAMS:
-            if name in rendered_files(data):
-                path = tmp_path / f"{host}-{name.removesuffix('.j2')}"
-                path.write_text(render(data, name))
-                paths.append(str(path))
-    assert len(paths) >= 5
-    for path in paths:
-        compile(Path(path).read_text(), path, "exec")
-    result = subprocess.run(
-        [shutil.which("ruff"), "check", "--no-cache", *paths], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stdout
+def test_no_host_program_is_a_template():
+    """The programs are plain files of host/; templates are config files, units, keys."""
+    assert not list((PROJECT_DIR / "templates").glob("*.sh.j2"))
+    assert not list((PROJECT_DIR / "templates").glob("*.py.j2"))
+    for path in HOST_DIR.rglob("*"):
+        if path.is_file() and not path.is_symlink() and "__pycache__" not in path.parts:
+            assert "{{" not in path.read_text(), path
 
 
 def test_environment_parameters_sql_quotes_values():
@@ -86,7 +71,7 @@ def test_recette_forces_its_own_url_frozen_and_prod_keeps_its_own(inventory):
     assert params["web.base.url"] == "https://test.oca-france.fr"
     assert params["web.base.url.freeze"] == "True"
     assert params["ribbon.name"] == "RECETTE"
-    assert "web.base.url" in recette["deploy.sh.j2"][1]["environment_sql"]
+    assert "web.base.url" in recette["host.json.j2"][1]["config"]["environment_sql"]
     prod = rendered_files(release_data(inventory, "oca-france-prod", "debian-12"))
     assert "web.base.url" not in prod["odoorc.j2"][1]["server_env_parameters"]
 
@@ -97,7 +82,11 @@ def test_transfer_needs_recettes_address_and_pinned_host_key(inventory):
     known_hosts = render(prod, "backup-transfer.known_hosts.j2")
     assert "\nrecette.test ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAhostkey\n" in known_hosts
     assert "OnSuccess=odoo-backup-transfer.service" in render(prod, "odoo-backup.service.j2")
-    assert "StrictHostKeyChecking=yes" in render(prod, "odoo-backup-transfer.sh.j2")
+    config = files["host.json.j2"][1]["config"]
+    assert (
+        config["backup_transfer_known_hosts_file"] == "/etc/oca-france/backup-transfer.known_hosts"
+    )
+    assert "StrictHostKeyChecking=yes" in (HOST_DIR / "bin" / "odoo-backup-transfer").read_text()
     assert "authorized_keys.j2" not in files  # prod accepts no delivery
     for missing in ("backup_transfer_host", "backup_transfer_host_key"):
         with pytest.raises(DeployError, match="ssh_host_ed25519_key.pub"):
@@ -161,7 +150,9 @@ def test_unit_runs_the_server_from_the_venv(host_data):
     unit.read_string(render(host_data, "odoo-oca-france.service.j2"))
     service = unit["Service"]
     assert service["User"] == "odoo"
-    assert service["ExecStart"] == ("/home/odoo/oca-france/.venv/bin/odoo -c /home/odoo/.odoorc")
+    assert service["ExecStart"] == (
+        "/home/odoo/oca-france/.venv/bin/odoo -c /etc/oca-france/odoo.conf"
+    )
     assert service["Restart"] == "on-failure"
     assert "ExecStartPre" not in service
     assert "postgresql.service" in unit["Unit"]["After"]
@@ -271,16 +262,19 @@ def test_only_recette_gets_the_deploy_timers(inventory):
     assert "OnCalendar=Mon *-*-* 04:00:00" in weekly
 
 
-def test_scripts_bash_syntax(inventory, tmp_path):
-    for path in rendered_scripts(inventory, tmp_path):
+def test_scripts_bash_syntax():
+    assert len(bash_scripts()) >= 9
+    for path in bash_scripts():
         result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
         assert result.returncode == 0, f"{path.name}: {result.stderr}"
 
 
-def test_scripts_shellcheck(inventory, tmp_path):
+def test_scripts_shellcheck():
     assert shutil.which("shellcheck"), "shellcheck is not installed (.ci/run installs it)"
-    paths = [str(path) for path in rendered_scripts(inventory, tmp_path)]
-    result = subprocess.run(["shellcheck", "-s", "bash", *paths], capture_output=True, text=True)
+    paths = [str(path) for path in bash_scripts()]
+    result = subprocess.run(
+        ["shellcheck", "-x", "-s", "bash", *paths], capture_output=True, text=True, cwd=HOST_DIR
+    )
     assert result.returncode == 0, result.stdout
 
 
@@ -515,143 +509,3 @@ def nobody_runs(bin_dir: Path, *args: str) -> subprocess.CompletedProcess:
         text=True,
         env={"PATH": str(bin_dir)},
     )
-
-
-def test_backup_retention_keeps_7_daily_4_weekly_3_monthly(inventory, tmp_path):
-    from datetime import datetime, timedelta
-
-    data = release_data(inventory, "oca-france-prod", "debian-12")
-    prune = tmp_path / "odoo-backup-prune"
-    prune.write_text(render(data, "odoo-backup-prune.py.j2"))
-    backups = tmp_path / "backups"
-    backups.mkdir()
-    newest = datetime(2026, 11, 27, 2, 41, 7)  # a Friday
-    for day in range(365):  # a year of daily backups, a few minutes apart each night
-        stamp = (newest - timedelta(days=day, minutes=day % 7)).strftime("%Y%m%dT%H%M%S")
-        (backups / f"oca-france-production-{stamp}").mkdir()
-        (backups / f"oca-france-production-{stamp}" / "manifest.json").write_text("{}")
-    partial = backups / ".partial-oca-france-production-20261128T024000"
-    partial.mkdir()  # a backup still being written: not the prune's business
-    unfinished = backups / "oca-france-production-20261128T030000"
-    unfinished.mkdir()  # no manifest: incomplete, left alone
-
-    result = subprocess.run(["python3", str(prune), str(backups)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    kept = sorted(p.name for p in backups.iterdir() if (p / "manifest.json").exists())
-    reasons = [
-        line.split("(")[1].split()[0] for line in result.stdout.splitlines() if "keep" in line
-    ]
-    assert sorted(reasons) == ["daily"] * 7 + ["monthly"] * 3 + ["weekly"] * 4
-    assert len(kept) == 14
-    days = [name.rsplit("-", 1)[1][:8] for name in kept]
-    assert days[-7:] == [(newest - timedelta(days=d)).strftime("%Y%m%d") for d in range(6, -1, -1)]
-    assert f"oca-france-production-{newest:%Y%m%dT%H%M%S}" in kept  # the newest, always
-    # Weeks and months whose newest backup a daily already keeps do not count again.
-    assert days[:7] == [
-        "20260831",  # monthly: the last of August, September, October
-        "20260930",
-        "20261025",  # weekly: the last of ISO weeks 43 to 46
-        "20261031",
-        "20261101",
-        "20261108",
-        "20261115",
-    ]
-    assert partial.exists() and unfinished.exists()
-
-    again = subprocess.run(["python3", str(prune), str(backups)], capture_output=True, text=True)
-    assert "remove" not in again.stdout  # pruning is stable
-
-
-def test_backup_verify_refuses_what_does_not_match_the_manifest(inventory, tmp_path):
-    import hashlib
-
-    data = release_data(inventory, "oca-france-recette", "debian-13")
-    verify = tmp_path / "odoo-backup-verify"
-    verify.write_text(render(data, "odoo-backup-verify.py.j2"))
-    backup = tmp_path / "oca-france-production-20261127T024107"
-    (backup / "filestore" / "ab").mkdir(parents=True)
-    (backup / "filestore" / "ab" / "abcdef").write_text("invoice\n")
-    (backup / "oca-france-production.dump").write_bytes(dump_header(1, 14, "15.8") * 40)
-    (backup / "filestore.list").write_text("ab/abcdef 8\n")
-    dump = (backup / "oca-france-production.dump").read_bytes()
-    listing = (backup / "filestore.list").read_bytes()
-    manifest = {
-        "dump": "oca-france-production.dump",
-        "dump_bytes": len(dump),
-        "dump_sha256": hashlib.sha256(dump).hexdigest(),
-        "filestore_list_sha256": hashlib.sha256(listing).hexdigest(),
-    }
-    (backup / "manifest.json").write_text(json.dumps(manifest))
-
-    fake_pg_restore(tmp_path / "bin")
-
-    def check() -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["python3", str(verify), str(backup)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"},
-        )
-
-    assert check().returncode == 0, check().stderr
-    (backup / "oca-france-production.dump").write_bytes(dump[:-100])  # cut off in transfer
-    assert "bytes, the manifest says" in check().stderr
-    (backup / "oca-france-production.dump").write_bytes(dump[:-1] + b"X")  # same size, altered
-    assert "does not match its sha256" in check().stderr
-    (backup / "oca-france-production.dump").write_bytes(dump)
-    (backup / "filestore" / "ab" / "abcdef").unlink()
-    assert "filestore/ab/abcdef is missing" in check().stderr
-    (backup / "filestore" / "ab" / "abcdef").write_text("invoice\n")
-    (backup / "filestore" / "ab" / "stray").write_text("?")
-    assert "filestore/ab/stray is not in filestore.list" in check().stderr
-    assert check().returncode == 1
-    (backup / "filestore" / "ab" / "stray").unlink()
-    # A dump made by a newer PostgreSQL: its checksums match, this host's pg_restore (15)
-    # cannot read it; the header says who made it.
-    newer = dump_header(1, 16, "17.6 (Debian 17.6-0+deb13u1)") * 40
-    (backup / "oca-france-production.dump").write_bytes(newer)
-    manifest.update(dump_bytes=len(newer), dump_sha256=hashlib.sha256(newer).hexdigest())
-    (backup / "manifest.json").write_text(json.dumps(manifest))
-    assert check().returncode == 1
-    assert "was made by PostgreSQL 17 (17.6 (Debian 17.6-0+deb13u1))" in check().stderr
-    assert " has 15 (15.18): its pg_restore cannot read it" in check().stderr
-    assert "unsupported version (1.16) in file header" in check().stderr
-
-
-def dump_header(major: int, minor: int, server: str) -> bytes:
-    """The start of a custom-format dump as pg_dump writes it (pg_backup_archiver.c)."""
-
-    def integer(value: int) -> bytes:
-        return b"\x00" + value.to_bytes(4, "little")
-
-    def string(text: str) -> bytes:
-        return integer(len(text.encode())) + text.encode()
-
-    compression = b"\x00" if (major, minor) >= (1, 15) else integer(0)
-    stamp = b"".join(integer(v) for v in (0, 30, 2, 27, 10, 126, 0))
-    return (
-        b"PGDMP"
-        + bytes([major, minor, 0, 4, 8, 1])
-        + compression
-        + stamp
-        + string("oca-france-production")
-        + string(server)
-        + string(server)
-    )
-
-
-def fake_pg_restore(bin_dir: Path) -> None:
-    """A pg_restore 15: reads archives up to 1.14, as the real one does."""
-    bin_dir.mkdir()
-    script = bin_dir / "pg_restore"
-    script.write_text(
-        "#!/usr/bin/python3\n"
-        "import sys\n"
-        "if sys.argv[1] == '--version':\n"
-        "    sys.exit(print('pg_restore (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)'))\n"
-        "head = open(sys.argv[-1], 'rb').read(8)\n"
-        "if head[5:7] > bytes([1, 14]):\n"
-        "    version = f'{head[5]}.{head[6]}'\n"
-        "    sys.exit(f'pg_restore: error: unsupported version ({version}) in file header')\n"
-    )
-    script.chmod(0o755)

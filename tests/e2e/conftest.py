@@ -31,7 +31,9 @@ RELEASE = {RECETTE: "debian-13", PROD: "debian-12"}
 # Sandbox-only group data, on top of the project's (the Debian 13 host's wkhtmltopdf .deb).
 GROUP_DATA = ["--group-data", str(STATE_DIR / "group_data")]
 DB = {RECETTE: "oca-france-recette", PROD: "oca-france-production"}
-DEPLOY = "/home/odoo/scripts/deploy"
+DEPLOY = "/home/odoo/scripts/deploy"  # odoo's entry point: a link to BIN/deploy
+BIN = "/opt/oca-france/bin"  # the host programs, root-owned
+ODOO_CONF = "/etc/oca-france/odoo.conf"  # the server's config: root:odoo 0640
 CHECKOUT = "/home/odoo/oca-france"
 
 

@@ -9,6 +9,7 @@ from conftest import TEST_SECRETS, load_inventory, release_data
 from .conftest import (
     CHECKOUT,
     DB,
+    ODOO_CONF,
     RECETTE,
     RELEASE,
     changed_operations,
@@ -90,7 +91,7 @@ def test_restart_back_off_where_systemd_has_it(recette, prod):
 def test_app_addons_come_from_the_venv_not_an_addons_dir(any_host):
     _, host = any_host
     assert not host.file(f"{CHECKOUT}/addons").exists
-    assert "addons_path" not in host.file("/home/odoo/.odoorc").content_string
+    assert "addons_path" not in host.file(ODOO_CONF).content_string
     imported = host.run(
         f"sudo -u odoo {CHECKOUT}/.venv/bin/python -c"
         " 'import odoo.addons.oca_france_all as m; print(m.__file__)'"
@@ -173,8 +174,8 @@ def test_polkit_lets_odoo_restart_its_service_and_nothing_else(any_host, sandbox
 
 def test_odoorc_is_private_and_complete(any_host, sandbox):
     name, host = any_host
-    odoorc = host.file("/home/odoo/.odoorc")
-    assert (odoorc.user, odoorc.group, odoorc.mode) == ("odoo", "odoo", 0o640)
+    odoorc = host.file(ODOO_CONF)
+    assert (odoorc.user, odoorc.group, odoorc.mode) == ("root", "odoo", 0o640)
     content = odoorc.content_string
     env = "RECETTE" if name == RECETTE else "PROD"
     assert f"admin_passwd = {sandbox.env[f'ODOO_OCA_FRANCE_ADMIN_PASSWORD_{env}']}\n" in content
@@ -240,8 +241,8 @@ def test_ribbon_comes_from_the_server_environment(recette, prod):
     """Recette's server-environment values, in .odoorc for the real app's server_environment
     (the deploy also writes them into a restored database, see test_6)."""
     section = "[ir.config_parameter]\n"
-    recette_rc = recette.file("/home/odoo/.odoorc").content_string
-    prod_rc = prod.file("/home/odoo/.odoorc").content_string
+    recette_rc = recette.file(ODOO_CONF).content_string
+    prod_rc = prod.file(ODOO_CONF).content_string
     assert "ribbon.name = RECETTE\n" in recette_rc.split(section)[1]
     assert "web.base.url.freeze = True\n" in recette_rc.split(section)[1]
     assert "ribbon.name = False\n" in prod_rc.split(section)[1]

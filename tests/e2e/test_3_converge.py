@@ -6,8 +6,10 @@ from __future__ import annotations
 import subprocess
 
 from .conftest import (
+    BIN,
     GROUP_DATA,
     HOSTS,
+    ODOO_CONF,
     RECETTE,
     SANDBOX_SCRIPT,
     STATE_DIR,
@@ -16,7 +18,7 @@ from .conftest import (
     main_pid,
 )
 
-WATCHED = ["/home/odoo/.odoorc", "/home/odoo/scripts/deploy"]
+WATCHED = [ODOO_CONF, "/etc/oca-france/host.json", f"{BIN}/deploy"]
 
 
 def fingerprint(host) -> tuple[str, str]:
@@ -52,7 +54,7 @@ def test_dry_run_shows_the_diff_changes_nothing_and_hides_secrets(sandbox, recet
     assert result.returncode == 0, output[-5000:]
     assert "+ readonly START_TIMEOUT=121" in output
     assert "- readonly START_TIMEOUT=120" in output
-    assert "Will write /home/odoo/.odoorc (content not shown" in output
+    assert "Will write /etc/oca-france/odoo.conf (content not shown" in output
     for secret in sandbox.secrets:
         assert secret not in output
     assert fingerprint(recette) == before
@@ -65,7 +67,7 @@ def test_config_change_restarts_odoo_once_and_never_prints_the_secret(sandbox, r
     assert changed.returncode == 0, output[-5000:]
     for secret in sandbox.secrets:
         assert secret not in output
-    assert "workers = 3\n" in recette.file("/home/odoo/.odoorc").content_string
+    assert "workers = 3\n" in recette.file(ODOO_CONF).content_string
     assert main_pid(recette) != pid
     sandbox.wait_healthy(RECETTE)
 

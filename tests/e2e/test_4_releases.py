@@ -12,7 +12,7 @@ from pathlib import Path
 
 from conftest import PROJECT_DIR
 
-from .conftest import CHECKOUT, PROD, RECETTE, deploy, head, main_pid
+from .conftest import BIN, CHECKOUT, ODOO_CONF, PROD, RECETTE, deploy, head, main_pid
 
 SNAPSHOTS = "/home/odoo/.odoo_dumps/snapshots"
 PY313_TAG = "18.0-20261127"
@@ -68,7 +68,7 @@ def test_app_requiring_python_313_deploys_on_debian_13_with_its_system_python(sa
 
 
 def fingerprint(host) -> tuple[str, str]:
-    odoo_files = "/home/odoo/.odoorc /home/odoo/scripts/* /etc/systemd/system/odoo-*"
+    odoo_files = f"{ODOO_CONF} /etc/oca-france/host.json {BIN}/* /etc/systemd/system/odoo-*"
     return host.check_output(f"sha256sum {odoo_files}"), main_pid(host)
 
 

@@ -36,11 +36,11 @@ from .conftest import (
 )
 
 RECETTE_ADDRESS = "10.231.1.2"
-KEY = "/home/odoo/.ssh/backup-transfer"
+KEY = "/etc/oca-france/backup-transfer"
 # prod's transfer key and pinned host key, as the transfer script uses them.
 SSH = (
     f"ssh -i {KEY} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes"
-    " -o UserKnownHostsFile=/home/odoo/.ssh/backup-transfer.known_hosts"
+    " -o UserKnownHostsFile=/etc/oca-france/backup-transfer.known_hosts"
 )
 ACCEPT = "odoo-production-data-accept.service"
 TRANSFER = "odoo-backup-transfer.service"
@@ -167,7 +167,7 @@ def test_a_transfer_killed_halfway_leaves_the_previous_backup_in_use(recette, pr
     before = backup_dirs(recette, PRODUCTION_DATA)
     attach_random(prod, "bb/large", 40 * 1024)
     # A backup taken by the script itself: the unit would start the transfer at once.
-    assert as_odoo(prod, "/home/odoo/scripts/odoo-backup").rc == 0
+    assert as_odoo(prod, "/opt/oca-france/bin/odoo-backup").rc == 0
     # The same transfer, slowed down (2 MB/s) so that it can be killed in the middle.
     prod.check_output(
         "install -d /tmp/slow-rsync && printf '%s\\n' '#!/bin/bash'"
@@ -177,7 +177,7 @@ def test_a_transfer_killed_halfway_leaves_the_previous_backup_in_use(recette, pr
     accept = unit_invocation(recette, ACCEPT)
     prod.check_output(
         "systemd-run --unit=slow-transfer --uid=odoo --gid=odoo"
-        " -E PATH=/tmp/slow-rsync:/usr/bin:/bin /home/odoo/scripts/odoo-backup-transfer"
+        " -E PATH=/tmp/slow-rsync:/usr/bin:/bin /opt/oca-france/bin/odoo-backup-transfer"
     )
     try:
         deadline = time.monotonic() + 30
@@ -198,7 +198,7 @@ def test_a_transfer_killed_halfway_leaves_the_previous_backup_in_use(recette, pr
     assert backup_dirs(recette, PRODUCTION_DATA) == before
     assert unit_invocation(recette, ACCEPT) == accept  # nothing to verify: nothing accepted
     # deploy --restore would take the previous complete backup.
-    status = recette.check_output("sudo -u odoo /home/odoo/scripts/odoo-status || true")
+    status = recette.check_output("sudo -u odoo /opt/oca-france/bin/odoo-status || true")
     assert f"newest received:  {before[-1]}" in status
 
     # The next transfer completes it.
@@ -213,7 +213,7 @@ def test_a_transfer_killed_halfway_leaves_the_previous_backup_in_use(recette, pr
 def test_a_corrupted_delivery_is_refused_and_recette_keeps_running(sandbox, recette, prod):
     before = backup_dirs(recette, PRODUCTION_DATA)
     pid = main_pid(recette)
-    assert as_odoo(prod, "/home/odoo/scripts/odoo-backup").rc == 0
+    assert as_odoo(prod, "/opt/oca-france/bin/odoo-backup").rc == 0
     newest = backup_dirs(prod)[-1]
     dump = f"{BACKUPS}/{newest}/{DB[PROD]}.dump"
     prod.check_output(f"sudo -u odoo truncate -s -100 {dump}")  # damaged on its way
@@ -241,7 +241,7 @@ def test_a_dump_recette_cannot_read_is_refused_on_delivery(sandbox, recette, pro
     pg_restore cannot read it; refused at once, the reason in the journal and make status."""
     before = backup_dirs(recette, PRODUCTION_DATA)
     pid = main_pid(recette)
-    assert as_odoo(prod, "/home/odoo/scripts/odoo-backup").rc == 0
+    assert as_odoo(prod, "/opt/oca-france/bin/odoo-backup").rc == 0
     newest = backup_dirs(prod)[-1]
     make_dump_from_the_future(prod, f"{BACKUPS}/{newest}")
     accept = unit_invocation(recette, ACCEPT)
@@ -268,8 +268,8 @@ def test_a_dump_recette_cannot_read_is_refused_on_delivery(sandbox, recette, pro
 
 def test_the_transfer_key_can_only_deliver_backups(recette, prod):
     target = f"odoo@{RECETTE_ADDRESS}"
-    odoorc = recette.check_output("sha256sum /home/odoo/.odoorc")
-    keys = recette.check_output("sha256sum /home/odoo/.ssh/authorized_keys")
+    odoorc = recette.check_output("sha256sum /etc/oca-france/odoo.conf")
+    keys = recette.check_output("sha256sum /etc/oca-france/authorized_keys/odoo")
 
     status, output = attempt(prod, f"{SSH} {target} 'id; touch /tmp/key-ran-a-shell'")
     assert status != 0 and "uid=" not in output
@@ -294,20 +294,20 @@ def test_the_transfer_key_can_only_deliver_backups(recette, prod):
     status, output = attempt(prod, f"rsync -e '{SSH}' /tmp/evil {target}:../production-data/evil")
     assert status != 0 and "do not use .. in arg" in output
     # An absolute path is taken inside incoming/ (incoming/home/odoo/..., which does not exist).
-    status, output = attempt(prod, f"rsync -e '{SSH}' /tmp/evil {target}:/home/odoo/.odoorc")
+    status, output = attempt(prod, f"rsync -e '{SSH}' /tmp/evil {target}:/etc/oca-france/odoo.conf")
     assert status != 0 and f"{INCOMING}/home/odoo" in output
     # A symlink out of incoming/, then a write through it.
     attempt(prod, f"rsync -a -e '{SSH}' /tmp/escape {target}:")
     status, output = attempt(prod, f"rsync -e '{SSH}' /tmp/evil {target}:escape/.odoorc")
     assert status != 0
-    assert recette.check_output("sha256sum /home/odoo/.odoorc") == odoorc
-    assert recette.check_output("sha256sum /home/odoo/.ssh/authorized_keys") == keys
+    assert recette.check_output("sha256sum /etc/oca-france/odoo.conf") == odoorc
+    assert recette.check_output("sha256sum /etc/oca-france/authorized_keys/odoo") == keys
     assert recette.check_output("find /home/odoo -name evil -not -path '*/incoming/*'") == ""
     prod.check_output("rm -f /tmp/evil /tmp/escape")
 
 
 def test_an_apply_without_the_key_material_stops_before_any_change(sandbox, prod):
-    known_hosts = "/home/odoo/.ssh/backup-transfer.known_hosts"
+    known_hosts = "/etc/oca-france/backup-transfer.known_hosts"
     before = prod.check_output(f"stat -c '%Y %s' {known_hosts}")
 
     env = {k: v for k, v in sandbox.run_env().items() if k != "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE"}
@@ -327,9 +327,8 @@ def test_an_apply_without_the_key_material_stops_before_any_change(sandbox, prod
 
 
 def test_the_transfer_key_is_private_and_never_shown(sandbox, prod, tmp_path):
-    key = prod.file("/home/odoo/.ssh/backup-transfer")
-    assert (key.user, key.group, key.mode) == ("odoo", "odoo", 0o600)
-    assert prod.file("/home/odoo/.ssh").mode == 0o700
+    key = prod.file("/etc/oca-france/backup-transfer")
+    assert (key.user, key.group, key.mode) == ("root", "odoo", 0o640)
     # A new key pair: the dry run says the key would change, and shows neither key.
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "new")], check=True
@@ -350,10 +349,10 @@ def test_the_transfer_key_is_private_and_never_shown(sandbox, prod, tmp_path):
     )
     output = dry.stdout + dry.stderr
     assert dry.returncode == 0, output[-3000:]
-    assert "Will write /home/odoo/.ssh/backup-transfer (content not shown" in output
+    assert "Will write /etc/oca-france/backup-transfer (content not shown" in output
     for secret in sandbox.secrets + new_body:
         assert secret not in output
-    assert prod.file("/home/odoo/.ssh/backup-transfer").content_string == before
+    assert prod.file("/etc/oca-france/backup-transfer").content_string == before
 
 
 def subprocess_pyinfra(env: dict[str, str], *args: str):

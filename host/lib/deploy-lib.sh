@@ -1,36 +1,41 @@
-# Managed by infra-oca-france (pyinfra): local changes are overwritten.
 # shellcheck shell=bash disable=SC2034  # the settings are used by deploy, which sources this
+# Installed by infra-oca-france (pyinfra) in /opt/oca-france/lib: local changes are overwritten.
 #
-# The deploy's steps, sourced by {{ scripts_dir }}/deploy: settings, output, the state file
+# The deploy's steps, sourced by /opt/oca-france/bin/deploy: settings, output, the state file
 # and history, checks, snapshot and rollback, repair. Each step records itself in the state
 # file before it runs, so that a deploy killed at any point can be repaired (repair below).
 
-readonly CHECKOUT="{{ checkout }}"
-readonly SERVICE="{{ service }}"
-readonly DB="{{ db_name }}"
-readonly FILESTORE_ROOT="{{ data_dir }}/filestore"
-readonly PRODUCTION_DATA_DIR="{{ production_data_dir }}"
-readonly IN_USE_FILE="{{ in_use_file }}"
-readonly RESTORE_ALLOWED={{ "true" if restore_allowed else "false" }}
-readonly REF_PATTERN='{{ ref_pattern }}'
-readonly HEALTH_URL="{{ health_url }}"
-readonly LOGIN_URL="{{ login_url }}"
-readonly START_TIMEOUT={{ start_timeout }}
-readonly LOCK_FILE="{{ lock_file }}"
-readonly STATE_FILE="{{ state_file }}"
-readonly HISTORY_FILE="{{ history_file }}"
-readonly LOG_DIR="{{ log_dir }}"
-readonly LOGS_KEPT={{ logs_kept }}
-readonly PREPARED_DIR="{{ prepared_dir }}"
-readonly SNAPSHOT_DIR="{{ snapshot_dir }}"
-readonly SNAPSHOTS_KEPT={{ snapshots_kept }}
-readonly DISK_MARGIN_MIB={{ disk_margin_mib }}
-readonly PG_DATA_ROOT="{{ postgresql_data_root }}"
-readonly VERIFY_BACKUP="{{ verify_command }}"
-readonly STATUS_COMMAND="{{ status_command }}"
-readonly ADDONS_SUBDIRS=({% for sub in addons_subdirs %}"{{ sub }}" {% endfor %})
+# shellcheck source=lib/host.sh
+source "$(dirname "${BASH_SOURCE[0]}")/host.sh"
+
+# The settings the steps use, from the host config.
+readonly CHECKOUT="$HOST_CHECKOUT"
+readonly SERVICE="$HOST_SERVICE"
+readonly DB="$HOST_DB_NAME"
+readonly FILESTORE_ROOT="$HOST_FILESTORE_ROOT"
+readonly PRODUCTION_DATA_DIR="$HOST_PRODUCTION_DATA_DIR"
+readonly IN_USE_FILE="$HOST_PRODUCTION_DATA_IN_USE_FILE"
+readonly RESTORE_ALLOWED="$HOST_DEPLOY_RESTORE_ALLOWED"
+readonly REF_PATTERN="$HOST_DEPLOY_REF_PATTERN"
+readonly HEALTH_URL="$HOST_HEALTH_URL"
+readonly LOGIN_URL="$HOST_LOGIN_URL"
+readonly START_TIMEOUT="$HOST_ODOO_START_TIMEOUT"
+readonly LOCK_FILE="$HOST_DEPLOY_LOCK_FILE"
+readonly STATE_FILE="$HOST_DEPLOY_STATE_FILE"
+readonly HISTORY_FILE="$HOST_DEPLOY_HISTORY_FILE"
+readonly LOG_DIR="$HOST_DEPLOY_LOG_DIR"
+readonly LOGS_KEPT="$HOST_DEPLOY_LOGS_KEPT"
+readonly PREPARED_DIR="$HOST_PREPARED_DIR"
+readonly SNAPSHOT_DIR="$HOST_SNAPSHOT_DIR"
+readonly SNAPSHOTS_KEPT="$HOST_DEPLOY_SNAPSHOTS_KEPT"
+readonly DISK_MARGIN_MIB="$HOST_DEPLOY_DISK_MARGIN_MIB"
+readonly PG_DATA_ROOT="$HOST_POSTGRESQL_DATA_ROOT"
+readonly VERIFY_BACKUP="$HOST_VERIFY_COMMAND"
+readonly STATUS_COMMAND="$HOST_STATUS_COMMAND"
+readonly ADDONS_SUBDIRS=("${HOST_ODOO_ADDONS_SUBDIRS[@]}")
 # Where uv keeps the Pythons it installs, and which it prefers (group_data/all.py).
-export {{ uv_env }}
+export UV_PYTHON_INSTALL_DIR="$HOST_UV_PYTHON_INSTALL_DIR"
+export UV_PYTHON_PREFERENCE="$HOST_UV_PYTHON_PREFERENCE"
 
 # Exit codes: what failed, and what state it left.
 readonly EXIT_USAGE=1        # bad arguments: nothing touched
@@ -202,7 +207,17 @@ wait_until_healthy() {
 # --- Code
 checkout_code() {
     git -C "$CHECKOUT" reset --quiet --hard "$1" || return 1
-    (cd "$CHECKOUT" && {{ sync_command }})
+    sync_venv "$CHECKOUT"
+}
+
+# uv sync until uv finds the venv up to date: the first sync of a fresh clone installs
+# __manifest__.py files that the app's cache-keys glob matches (see group_data/all.py).
+sync_venv() {
+    (
+        cd "$1" || exit 1
+        "${HOST_SYNC_COMMAND[@]}" || exit 1
+        "${HOST_SYNC_CHECK_COMMAND[@]}" >/dev/null 2>&1 || "${HOST_SYNC_COMMAND[@]}"
+    )
 }
 
 # The next release built beside the running one, while the site serves: a worktree of the
@@ -214,7 +229,7 @@ prepare_release() {
     discard_prepared
     mkdir -p "$PREPARED_DIR"
     git -C "$CHECKOUT" worktree add --quiet --detach "$PREPARED" "$1" || return 1
-    (cd "$PREPARED" && {{ sync_command }})
+    sync_venv "$PREPARED"
 }
 
 discard_prepared() {

@@ -1,17 +1,17 @@
-#!/usr/bin/python3
-# Managed by infra-oca-france (pyinfra): local changes are overwritten.
-"""What runs on this host ({{ running_env }}), and what needs attention.
+"""odoo-status: what runs on this host, and what needs attention.
 
     odoo-status
 
 Shows the deployed commit (and its tag), the service and its health; where backups are
-taken, the newest one (time, size); where production data is restored, the one in use and
-its age. Flags a service that is not active or healthy, a backup older than
-{{ backup_max_age_hours }} h, production data older than {{ production_data_max_age_days }} days.
-Flags too, with when and why, any odoo-* unit that failed and, where production data is
-restored, a last refresh that did not deploy. Exit 0 when nothing is flagged, 1 otherwise.
-Run it as root (make status) or as odoo (deploy --status: without the journal's lines).
+taken, the newest one (time, size); where production data is restored, the one in use, its
+age and the last refresh. Flags a service that is not active or healthy, a backup older than
+status_backup_max_age_hours, production data older than status_production_data_max_age_days,
+a last refresh from production that did not deploy, an unfinished deploy, and any odoo-*
+unit that failed, with when and why. Exit 0 when nothing is flagged, 1 otherwise. Run it as
+root (make status) or as odoo (deploy --status: without the journal's lines).
 """
+
+from __future__ import annotations
 
 import json
 import subprocess
@@ -20,16 +20,7 @@ import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 
-CHECKOUT = "{{ checkout }}"
-SERVICE = "{{ service }}"
-HEALTH_URL = "{{ health_url }}"
-# "" where this host takes no backups / never restores production data.
-BACKUP_DIR = "{{ backup_dir }}"
-PRODUCTION_DATA_DIR = "{{ production_data_dir }}"
-IN_USE_FILE = "{{ in_use_file }}"
-HISTORY_FILE = "{{ history_file }}"
-BACKUP_MAX_AGE = timedelta(hours={{ backup_max_age_hours }})
-PRODUCTION_DATA_MAX_AGE = timedelta(days={{ production_data_max_age_days }})
+from oca_france_host import backups, config, lock
 
 
 def run(*command: str) -> str:
@@ -57,20 +48,19 @@ def disk_usage(path: Path) -> int:
 
 
 def newest(directory: str) -> tuple[Path, dict] | None:
-    """The newest complete backup (a directory with its manifest) in `directory`."""
-    root = Path(directory)
-    found = sorted(p.parent for p in root.glob("*/manifest.json")) if root.is_dir() else []
-    if not found:
+    """The newest complete backup in `directory`, with its manifest ({} if it is invalid)."""
+    found = backups.newest(Path(directory))
+    if found is None:
         return None
     try:
-        return found[-1], json.loads((found[-1] / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return found[-1], {}
+        return found, backups.read_manifest(found)
+    except backups.BackupError:
+        return found, {}
 
 
-def git(*args: str) -> str:
+def git(checkout: str, *args: str) -> str:
     # Run by root (make status), git would refuse a checkout odoo owns.
-    return run("git", "-c", f"safe.directory={CHECKOUT}", "-C", CHECKOUT, *args)
+    return run("git", "-c", f"safe.directory={checkout}", "-C", checkout, *args)
 
 
 def error_line(unit: str) -> str:
@@ -79,9 +69,7 @@ def error_line(unit: str) -> str:
     invocation = run("systemctl", "show", "-p", "InvocationID", "--value", unit)
     if not invocation:
         return ""
-    out = run(
-        "journalctl", "--no-pager", "-q", "-o", "cat", f"_SYSTEMD_INVOCATION_ID={invocation}"
-    )
+    out = run("journalctl", "--no-pager", "-q", "-o", "cat", f"_SYSTEMD_INVOCATION_ID={invocation}")
     lines = [line for line in out.splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower()]
     return (errors or lines or [""])[-1].strip()
@@ -99,10 +87,10 @@ def failed_units() -> list[str]:
     return found
 
 
-def last_refresh() -> dict | None:
+def last_refresh(history_file: str) -> dict | None:
     """The newest deploy that restored production data (deploy-history.jsonl)."""
     try:
-        lines = Path(HISTORY_FILE).read_text(encoding="utf-8").splitlines()
+        lines = Path(history_file).read_text(encoding="utf-8").splitlines()
     except OSError:
         return None
     for line in reversed(lines):
@@ -115,33 +103,35 @@ def last_refresh() -> dict | None:
     return None
 
 
-def health() -> str:
+def health(url: str) -> str:
     try:
-        with urllib.request.urlopen(HEALTH_URL, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=5) as response:
             return "ok" if json.load(response).get("db_server_status") is True else "failing"
     except (OSError, ValueError):
         return "failing"
 
 
-def main() -> int:
-    if len(sys.argv) > 1:
+def main(argv: list[str]) -> int:
+    if argv:
         print(__doc__.strip(), file=sys.stderr)
-        return 0 if sys.argv[1] in ("-h", "--help") else 2
+        return 0 if argv[0] in ("-h", "--help") else 2
+    c = config.load()
+    service = c["service"]
     now = datetime.now().astimezone()
     flags = []
-    commit = git("rev-parse", "HEAD")
-    tag = git("describe", "--tags", "--exact-match", "HEAD")
+    commit = git(c["checkout"], "rev-parse", "HEAD")
+    tag = git(c["checkout"], "describe", "--tags", "--exact-match", "HEAD")
     print(f"deployed:         {tag or '(no tag)'} {commit[:12] or '(no checkout)'}")
-    state = run("systemctl", "is-active", SERVICE) or "inactive"
-    healthy = health()
-    print(f"service:          {SERVICE} {state}, health {healthy}")
+    state = run("systemctl", "is-active", service) or "inactive"
+    healthy = health(c["health_url"])
+    print(f"service:          {service} {state}, health {healthy}")
     if state != "active" or healthy != "ok":
-        flags.append(f"{SERVICE} is {state}, health {healthy}")
-    if BACKUP_DIR:
-        found = newest(BACKUP_DIR)
+        flags.append(f"{service} is {state}, health {healthy}")
+    if c["backup_enabled"]:
+        found = newest(c["backup_dir"])
         if found is None:
             print("last backup:      none")
-            flags.append(f"no backup in {BACKUP_DIR}")
+            flags.append(f"no backup in {c['backup_dir']}")
         else:
             path, manifest = found
             taken = datetime.fromisoformat(manifest.get("time", "1970-01-01T00:00:00+00:00"))
@@ -151,22 +141,22 @@ def main() -> int:
                 f"last backup:      {path.name}, {human_age(age)} old, {human_size(size)}"
                 f" ({human_size(disk_usage(path))} on disk)"
             )
-            if age > BACKUP_MAX_AGE:
+            if age > timedelta(hours=c["status_backup_max_age_hours"]):
                 flags.append(f"the last backup is {human_age(age)} old")
-    if PRODUCTION_DATA_DIR:
+    if c["deploy_restore_allowed"]:
         try:  # "<name> <time the backup was taken>", written by deploy --restore
-            name, taken = Path(IN_USE_FILE).read_text().split()
+            name, taken = Path(c["production_data_in_use_file"]).read_text().split()
         except (OSError, ValueError):
             print("production data:  none restored yet")
             flags.append("no production data restored yet")
         else:
             age = now - datetime.fromisoformat(taken)
             print(f"production data:  {name}, taken {human_age(age)} ago")
-            if age > PRODUCTION_DATA_MAX_AGE:
+            if age > timedelta(days=c["status_production_data_max_age_days"]):
                 flags.append(f"the production data in use is {human_age(age)} old")
-        found = newest(PRODUCTION_DATA_DIR)
+        found = newest(c["production_data_dir"])
         print(f"newest received:  {found[0].name if found else 'none'}")
-        refresh = last_refresh()
+        refresh = last_refresh(c["deploy_history_file"])
         if refresh is not None:
             outcome = refresh.get("result")
             print(f"last refresh:     {refresh.get('time')} by {refresh.get('by')}: {outcome}")
@@ -177,13 +167,15 @@ def main() -> int:
                     f" {refresh.get('by')}) {outcome} at step {step}:"
                     f" {refresh.get('error') or 'see its log ' + str(refresh.get('log'))}"
                 )
+    unfinished = lock.read_state(c["deploy_state_file"])
+    if unfinished is not None:
+        flags.append(
+            f"a deploy of {unfinished.get('ref', '?')} is unfinished (step"
+            f" {unfinished.get('step', '?')}): odoo-deploy-repair.timer repairs it"
+        )
     flags.extend(failed_units())
     for flag in flags:
         print(f"ATTENTION:        {flag}")
     if not flags:
         print("status:           OK")
     return 1 if flags else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

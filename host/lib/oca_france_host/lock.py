@@ -1,0 +1,44 @@
+"""The deploy's lock and state file, as every program reads them.
+
+The lock (flock on deploy_lock_file) is held by whoever touches the database, the filestore
+or the service: a deploy, a backup, a repair, recette's acceptance. The state file
+(deploy_state_file, key=value lines written by the deploy before each step) outlives a
+deploy that died: while it is there, the deploy is unfinished and only its repair may act.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from pathlib import Path
+
+
+class LockBusy(Exception):
+    """The lock stayed held for the whole wait."""
+
+
+def take(lock_file: str, wait: float, poll: float = 1.0):
+    """The lock, waiting up to `wait` seconds; an open handle (closing it releases it)."""
+    handle = open(lock_file, "a")  # noqa: SIM115 - held by the caller
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.close()
+                raise LockBusy(
+                    f"{lock_file} still held after {wait:.0f}s (a deploy, backup or repair)"
+                ) from None
+            time.sleep(poll)
+
+
+def read_state(state_file: str) -> dict[str, str] | None:
+    """The unfinished deploy's state (None when no deploy is unfinished)."""
+    try:
+        lines = Path(state_file).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return None
+    pairs = (line.split("=", 1) for line in lines if "=" in line)
+    return {key: value for key, value in pairs}

@@ -1,0 +1,29 @@
+"""The host's Python programs, by the name they are run as (bin/<name> links to bin/oca-france)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from oca_france_host.config import ConfigError
+
+PROGRAMS = {
+    "odoo-backup-verify": "verify",
+    "odoo-backup-prune": "prune",
+    "odoo-production-data-accept": "accept",
+    "odoo-status": "status",
+}
+
+
+def run(name: str, argv: list[str]) -> int:
+    module = PROGRAMS.get(name)
+    if module is None:
+        print(
+            f"oca-france: unknown program {name!r} (one of {', '.join(PROGRAMS)})", file=sys.stderr
+        )
+        return 2
+    try:
+        return importlib.import_module(f"oca_france_host.{module}").main(argv)
+    except ConfigError as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,139 @@
+"""The backup format (oca_france_host.backups): the manifest, which backups count as
+complete, and odoo-backup-verify, which checks a backup against its manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+
+import pytest
+
+from .conftest import (
+    DUMP,
+    HOST_DIR,
+    PROD_DB,
+    backups,
+    dump_header,
+    edit_manifest,
+    fake_pg_restore,
+    write_backup,
+)
+
+NAME = f"{PROD_DB}-20261127T024107"
+
+
+def test_a_manifest_reads_back_what_was_written(tmp_path):
+    files = {"ab/abcdef": "invoice\n", "cd/cdef01": "a scan, longer\n"}
+    backup = write_backup(tmp_path, NAME, files=files)
+    manifest = backups.read_manifest(backup)
+    assert manifest["name"] == NAME and manifest["database"] == PROD_DB
+    assert manifest["commit"] == "0123456789abcdef"
+    assert (manifest["dump"], manifest["dump_bytes"]) == (f"{PROD_DB}.dump", len(DUMP))
+    assert manifest["dump_sha256"] == hashlib.sha256(DUMP).hexdigest()
+    assert (manifest["filestore_files"], manifest["filestore_bytes"]) == (2, 8 + 15)
+    listing = (backup / "filestore.list").read_text()
+    assert listing == "ab/abcdef 8\ncd/cdef01 15\n"
+    assert manifest["filestore_list_sha256"] == hashlib.sha256(listing.encode()).hexdigest()
+    assert sorted(p.name for p in backup.iterdir()) == [
+        "filestore",
+        "filestore.list",
+        "manifest.json",
+        f"{PROD_DB}.dump",
+    ]  # no partial manifest left behind
+
+
+def test_only_complete_backups_with_plain_names_are_listed(tmp_path):
+    older = write_backup(tmp_path, f"{PROD_DB}-20261126T024000")
+    newer = write_backup(tmp_path, NAME)
+    write_backup(tmp_path, "oca-france-recette-20261128T024000")
+    (tmp_path / f".partial-{PROD_DB}-20261128T024000").mkdir()  # being written
+    (tmp_path / f"{PROD_DB}-20261128T030000").mkdir()  # no manifest: incomplete
+    odd = write_backup(tmp_path, f"{PROD_DB}-20261128T040000")
+    odd.rename(tmp_path / f"{odd.name}\n")  # not a plain name
+    (tmp_path / f"{PROD_DB}-20261129T020000").write_text("a file, not a backup")
+    assert backups.complete(tmp_path, PROD_DB) == [older, newer]
+    assert backups.newest(tmp_path, PROD_DB) == newer
+    assert backups.newest(tmp_path) == tmp_path / "oca-france-recette-20261128T024000"
+    assert backups.newest(tmp_path / "none") is None
+
+    result = subprocess.run(
+        ["python3", "-m", "oca_france_host.backups", "newest", str(tmp_path), PROD_DB],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(HOST_DIR / "lib")},
+    )
+    assert (result.returncode, result.stdout) == (0, f"{newer}\n")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("name", "/etc/passwd"),
+        ("name", "../x"),
+        ("name", "x\n"),
+        ("name", None),
+        ("dump", "/etc/passwd"),
+        ("dump", "../x.dump"),
+        ("dump", "x.dump\n"),
+        ("dump", f"{PROD_DB}.sql"),
+        ("dump_bytes", -1),
+        ("dump_bytes", "1200"),
+        ("filestore_files", 1.5),
+        ("filestore_bytes", True),
+        ("filestore_bytes", None),
+        ("dump_sha256", "0" * 63),
+    ],
+)
+def test_a_manifest_of_the_wrong_shape_is_refused(tmp_path, key, value):
+    backup = write_backup(tmp_path, NAME)
+    edit_manifest(backup, **{key: value})
+    with pytest.raises(backups.BackupError, match=f"the manifest's {key}"):
+        backups.read_manifest(backup)
+    assert backups.problem(backup).startswith(f"the manifest's {key}")
+
+
+def test_an_unreadable_manifest_is_refused(tmp_path):
+    backup = write_backup(tmp_path, NAME)
+    (backup / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(backups.BackupError, match="not a JSON object"):
+        backups.read_manifest(backup)
+    (backup / "manifest.json").write_text("{")
+    with pytest.raises(backups.BackupError, match="unreadable manifest"):
+        backups.read_manifest(backup)
+
+
+def test_backup_verify_refuses_what_does_not_match_the_manifest(make_host):
+    host = make_host("oca-france-recette", "debian-13")
+    fake_pg_restore(host)
+    backup = write_backup(host.root, NAME)
+    dump_file = backup / f"{PROD_DB}.dump"
+    dump = dump_file.read_bytes()
+
+    def check() -> subprocess.CompletedProcess:
+        return host.run("odoo-backup-verify", str(backup))
+
+    assert check().returncode == 0, check().stderr
+    assert check().stdout == f"{backup}: verified\n"
+    dump_file.write_bytes(dump[:-100])  # cut off in transfer
+    assert "bytes, the manifest says" in check().stderr
+    dump_file.write_bytes(dump[:-1] + b"X")  # same size, altered
+    assert "does not match its sha256" in check().stderr
+    dump_file.write_bytes(dump)
+    (backup / "filestore" / "ab" / "abcdef").unlink()
+    assert "filestore/ab/abcdef is missing" in check().stderr
+    (backup / "filestore" / "ab" / "abcdef").write_text("invoice\n")
+    (backup / "filestore" / "ab" / "stray").write_text("?")
+    assert "filestore/ab/stray is not in filestore.list" in check().stderr
+    assert check().returncode == 1
+    (backup / "filestore" / "ab" / "stray").unlink()
+    assert check().returncode == 0
+    # A dump made by a newer PostgreSQL: its checksums match, this host's pg_restore (15)
+    # cannot read it; the header says who made it.
+    dump_file.write_bytes(dump_header(1, 16, "17.6 (Debian 17.6-0+deb13u1)") * 40)
+    backups.write_manifest(backup, PROD_DB, "0123456789abcdef", name=NAME)
+    assert check().returncode == 1
+    assert "was made by PostgreSQL 17 (17.6 (Debian 17.6-0+deb13u1))" in check().stderr
+    assert " has 15 (15.18): its pg_restore cannot read it" in check().stderr
+    assert "unsupported version (1.16) in file header" in check().stderr
+    assert f"pg_restore --list {dump_file}" in host.logged()

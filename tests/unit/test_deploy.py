@@ -1,0 +1,203 @@
+"""The deploy (host/bin/deploy): its arguments and exit codes, its refusals before anything
+is touched, and the repair table (what a repair does for each step a deploy died at), run
+with a real git checkout and fake systemctl, psql, curl and uv."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import subprocess
+
+import pytest
+
+USAGE = [
+    ((), "missing <git-ref>"),
+    (("--bogus", "origin/18.0"), "unknown option"),
+    (("origin/18.0", "extra"), "only one git ref"),
+    (("--status", "--dry-run", "origin/18.0"), "do not go together"),
+    (("--status", "origin/18.0"), "--status takes no ref"),
+    (("--repair", "-R"), "--repair takes no ref nor -R"),
+    (("--boot",), "--boot goes with --repair"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), USAGE)
+def test_usage_errors_exit_1_and_say_why(make_host, args, message):
+    host = make_host()
+    result = host.run("deploy", *args)
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr
+    assert host.logged() == []  # nothing ran: no git, no systemctl
+
+
+def test_prod_takes_release_tags_only_and_never_restores(make_host):
+    host = make_host("oca-france-prod")
+    branch = host.run("deploy", "origin/18.0")
+    assert branch.returncode == 1 and "does not match" in branch.stderr
+    restore = host.run("deploy", "-R", "18.0-20260101")
+    assert restore.returncode == 1 and "--restore is not allowed" in restore.stderr
+
+
+def test_another_user_is_refused(make_host):
+    host = make_host()
+    host.config["odoo_user"] = "someone-else"
+    host.write_config()
+    result = host.run("deploy", "origin/18.0")
+    assert result.returncode == 2
+    assert "run me as someone-else" in result.stderr
+
+
+def git(*args: str, cwd) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+@pytest.fixture
+def deployed(make_host, tmp_path):
+    """A recette host whose checkout is a clone of a local origin with two commits."""
+    host = make_host()
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    git("init", "-q", "-b", "18.0", cwd=origin)
+    (origin / "README").write_text("one\n")
+    git("add", "-A", cwd=origin)
+    git("commit", "-qm", "one", cwd=origin)
+    checkout = host.path("checkout")
+    checkout.rmdir()
+    git("clone", "-q", str(origin), str(checkout), cwd=tmp_path)
+    (origin / "README").write_text("two\n")
+    git("commit", "-qam", "two", cwd=origin)
+    host.origin = origin
+    return host
+
+
+def test_a_running_deploy_is_refused(deployed):
+    with open(deployed.config["deploy_lock_file"], "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = deployed.run("deploy", "origin/18.0")
+    assert result.returncode == 2
+    assert "another deploy or a backup is running" in result.stderr
+
+
+def test_an_unknown_ref_is_refused_after_the_fetch(deployed):
+    result = deployed.run("deploy", "no-such-ref")
+    assert result.returncode == 2
+    assert "unknown git ref 'no-such-ref'" in result.stderr
+    assert not any(call.startswith("systemctl") for call in deployed.logged())
+
+
+def test_a_failed_fetch_exits_3(deployed):
+    git("remote", "set-url", "origin", "/nonexistent/origin.git", cwd=deployed.path("checkout"))
+    result = deployed.run("deploy", "origin/18.0")
+    assert result.returncode == 3
+    assert "git fetch failed" in result.stderr
+
+
+def fake_services(host) -> None:
+    """systemctl, curl, PostgreSQL's commands and uv, on a fake database registry (one file
+    per database in dbs/)."""
+    dbs = host.root / "dbs"
+    dbs.mkdir()
+    (dbs / host.config["db_name"]).write_text("live\n")
+    host.fake("systemctl", 'case "$1" in is-active) exit 0 ;; esac; exit 0')
+    host.fake(
+        "curl",
+        'case "$*" in *health*) echo \'{"status": "pass", "db_server_status": true}\' ;;'
+        " *) printf 200 ;; esac",
+    )
+    host.fake("uv", "exit 0")
+    host.fake("dropdb", f'rm -f "{dbs}/${{@: -1}}"')
+    host.fake("createdb", f'cp "{dbs}/${{1#--template=}}" "{dbs}/${{@: -1}}"')
+    host.fake(
+        "psql",
+        f"""sql="${{@: -1}}"
+case "$sql" in
+    *"FROM pg_database WHERE datname = '"*)
+        name=${{sql#*datname = \\'}}; name=${{name%%\\'*}}
+        [[ -f "{dbs}/$name" ]] && echo 1 ;;
+    "DROP DATABASE IF EXISTS"*)
+        name=${{sql#*\\"}}; rm -f "{dbs}/${{name%%\\"*}}" ;;
+    "ALTER DATABASE"*)
+        from=${{sql#*\\"}}; from=${{from%%\\"*}}; to=${{sql%\\"}}; to=${{to##*\\"}}
+        mv "{dbs}/$from" "{dbs}/$to" ;;
+esac
+exit 0""",
+    )
+    host.dbs = dbs
+
+
+def died_at(host, step: str, **state: str) -> None:
+    head = git("rev-parse", "HEAD", cwd=host.path("checkout"))
+    fields = {"step": step, "ref": "origin/18.0", "from": head, "to": "0" * 40, **state}
+    fields.setdefault("snapshot", f"{host.config['db_name']}-snap-20261202T100000")
+    host.path("deploy_state_file").write_text("".join(f"{k}={v}\n" for k, v in fields.items()))
+
+
+def history(host) -> list[dict]:
+    path = host.path("deploy_history_file")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("step", ["preflight", "stopping", "snapshot"])
+def test_a_deploy_that_died_before_the_release_is_repaired_by_starting_it_again(deployed, step):
+    fake_services(deployed)
+    died_at(deployed, step)
+    (deployed.dbs / f"{deployed.config['db_name']}-snap-20261202T100000").write_text("partial\n")
+    result = deployed.run("deploy", "--repair")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "repaired: the previous release was still in place" in result.stdout
+    assert f"systemctl start {deployed.config['service']}" in deployed.logged()
+    assert not (deployed.dbs / f"{deployed.config['db_name']}-snap-20261202T100000").exists()
+    assert (history(deployed)[-1]["result"], history(deployed)[-1]["failed_step"]) == (
+        "repaired",
+        step,
+    )
+    assert not deployed.path("deploy_state_file").exists()
+
+
+def test_a_deploy_that_died_after_a_healthy_start_is_recorded_as_deployed(deployed):
+    fake_services(deployed)
+    died_at(deployed, "healthy")
+    result = deployed.run("deploy", "--repair")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "recorded as deployed" in result.stdout
+    assert history(deployed)[-1]["result"] == "deployed"
+
+
+@pytest.mark.parametrize("step", ["switching", "restoring", "neutralizing", "updating", "starting"])
+def test_a_deploy_that_died_during_the_release_is_rolled_back(deployed, step):
+    fake_services(deployed)
+    db = deployed.config["db_name"]
+    snapshot = f"{db}-snap-20261202T100000"
+    (deployed.dbs / snapshot).write_text("before the deploy\n")
+    (deployed.dbs / db).write_text("half-migrated\n")
+    died_at(deployed, step, snapshot=snapshot)
+    result = deployed.run("deploy", "--repair")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (deployed.dbs / db).read_text() == "before the deploy\n"  # the snapshot, renamed
+    assert not (deployed.dbs / snapshot).exists()
+    assert history(deployed)[-1]["result"] == "repaired"
+    assert not deployed.path("deploy_state_file").exists()
+
+
+def test_a_repair_that_cannot_start_the_service_keeps_the_state_and_exits_6(deployed):
+    fake_services(deployed)
+    deployed.fake("systemctl", 'case "$1" in is-active) exit 3 ;; esac; exit 0')
+    died_at(deployed, "preflight")
+    result = deployed.run("deploy", "--repair")
+    assert result.returncode == 6
+    assert "repair failed" in result.stderr
+    assert deployed.path("deploy_state_file").exists()
+    assert history(deployed)[-1]["result"] == "broken"
+
+
+def test_nothing_to_repair_changes_nothing(deployed):
+    fake_services(deployed)
+    result = deployed.run("deploy", "--repair")
+    assert result.returncode == 0
+    assert deployed.logged() == []
