@@ -51,6 +51,17 @@ def changed_operations(output: str) -> int:
     return 0 if changed == "-" else int(changed)
 
 
+def what_changed(output: str) -> str:
+    """The operations pyinfra reports as changed, and on which host (for assert messages)."""
+    changed, operation = [], None
+    for line in output.splitlines():
+        if line.startswith("--> Starting operation: "):
+            operation = line.removeprefix("--> Starting operation: ").strip()
+        elif line.strip().endswith("] Success") or "] Will " in line:
+            changed.append(f"{operation}: {line.strip()}")
+    return "changed:\n" + "\n".join(changed)
+
+
 @dataclass
 class Sandbox:
     env: dict[str, str]
@@ -252,20 +263,24 @@ def login_page_ok(sandbox, name: str) -> bool:
     return status == 200 and 'name="login"' in page
 
 
-# A custom-format dump as a newer PostgreSQL (99) writes it: archive version 1.99 and the
-# versions recorded in the header; the manifest follows, so that only pg_restore can tell.
+# A custom-format dump as a newer PostgreSQL (99) writes it: archive version 1.99 (its header
+# laid out as since 1.15: compression in one byte, not an int) and the server and pg_dump
+# versions it records; the manifest follows, so that only pg_restore can tell.
 FUTURE_DUMP = r"""
 import hashlib, json, pathlib, re, sys
 backup = pathlib.Path(sys.argv[1])
 manifest = json.loads((backup / "manifest.json").read_text())
 dump = backup / manifest["dump"]
 data = bytearray(dump.read_bytes())
+if data[6] < 15:
+    data[11 : 12 + data[8]] = b"\x00"
 data[6] = 99
 head = re.sub(rb"\d\d\.", b"99.", bytes(data[:512]))
 data[:512] = head
 dump.unlink()
 dump.write_bytes(data)
 manifest["dump_sha256"] = hashlib.sha256(data).hexdigest()
+manifest["dump_bytes"] = len(data)
 (backup / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 """
 

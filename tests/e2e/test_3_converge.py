@@ -16,6 +16,7 @@ from .conftest import (
     changed_operations,
     head,
     main_pid,
+    what_changed,
 )
 
 WATCHED = [ODOO_CONF, "/etc/oca-france/host.json", f"{BIN}/deploy"]
@@ -30,7 +31,7 @@ def test_second_apply_changes_nothing(sandbox, recette):
     result = sandbox.apply()
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
-    assert changed_operations(output) == 0, output[-5000:]
+    assert changed_operations(output) == 0, what_changed(output)
     assert head(recette) == deployed
 
 
