@@ -98,11 +98,17 @@ def secret_template(src: str, dest: str, user: str, group: str, mode: str, **dat
 
     if not remote or host.get_fact(Sha1File, path=dest) != wanted_sha1:
         host.log(f"Will write {dest} (content not shown: it holds secrets)")
-        yield FileUploadCommand(
-            StringIO(content), dest, remote_temp_filename=host.get_temp_filename(dest)
-        )
+        # Never world-readable on its way: the upload's temporary file is made 0600 by the
+        # connecting user before any byte goes in, and the destination gets its owner and
+        # mode first (writing into an existing file keeps them).
+        temp = host.get_temp_filename(dest)
+        yield StringCommand("install", "-m", "600", "/dev/null", temp, _sudo=False)
+        if not remote:
+            yield StringCommand("install", "-m", mode, "/dev/null", dest)
         yield file_utils.chown(dest, user, group)
         yield file_utils.chmod(dest, mode)
+        yield FileUploadCommand(StringIO(content), dest, remote_temp_filename=temp)
+        yield StringCommand("rm", "-f", temp, _sudo=False)
         return
 
     if (remote["user"], remote["group"]) != (user, group):

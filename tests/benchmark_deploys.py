@@ -68,16 +68,32 @@ import subprocess, sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
 import conftest as project
 from pyinfra.api.util import get_template
-from tasks.render import deploy_vars
+import shlex
+from tasks.render import host_config, uv_env, venv_sync_command
 source = subprocess.run(["git", "-C", sys.argv[1], "show", sys.argv[2] + ":templates/deploy.sh.j2"],
                         capture_output=True, text=True, check=True).stdout
 inventory = project.load_inventory(project.TEST_SECRETS, project.TEST_TRANSFER_DATA)
 data = project.release_data(inventory, sys.argv[3], "debian-13")
 # What that script had and today's data no longer names: its dumps' directory and count.
 old = {"backup_dir": data.odoo_dumps_dir + "/before-deploy", "backups_kept": 10}
+# Its variables, from today's host config (its commands were strings of shell).
+c = host_config(data)
+variables = {
+    "checkout": c["checkout"], "data_dir": data.odoo_data_dir, "db_name": c["db_name"],
+    "environment_sql": c["environment_sql"], "health_url": c["health_url"],
+    "in_use_file": c["production_data_in_use_file"], "lock_file": c["deploy_lock_file"],
+    "login_url": c["login_url"], "odoo_user": c["odoo_user"],
+    "production_data_dir": c["production_data_dir"], "ref_pattern": c["deploy_ref_pattern"],
+    "repo_name": "oca-france-custom", "running_env": c["running_env"], "service": c["service"],
+    "start_timeout": c["odoo_start_timeout"], "sync_command": venv_sync_command(data),
+    "neutralize_command": shlex.join(c["neutralize_command"]),
+    "update_command": shlex.join(c["update_command"]), "uv_env": uv_env(data),
+    "verify_command": c["verify_command"], "addons_subdirs": c["odoo_addons_subdirs"],
+    "restore_allowed": c["deploy_restore_allowed"],
+}
 with open("/tmp/deploy-previous.j2", "w") as template:
     template.write(source)
-print(get_template("/tmp/deploy-previous.j2").render(**deploy_vars(data), **old), end="")
+print(get_template("/tmp/deploy-previous.j2").render(**variables, **old), end="")
 """
 
 
