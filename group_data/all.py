@@ -139,6 +139,8 @@ deploy_logs_kept = 30  # per-deploy logs kept (Odoo's and uv's output)
 deploy_repair_calendar = "*-*-* *:*:00"  # how often a deploy that died is looked for and repaired
 postgresql_data_root = "/var/lib/postgresql"  # where PostgreSQL keeps its data (free disk check)
 deploy_restore_allowed = False  # whether `deploy -R` may replace the data with production's
+git_fetch_timeout_sec = 300  # a fetch that takes longer fails (exit 3): it holds the lock
+repair_lock_wait_sec = 20  # the repair waits this long for the lock (a short hold passes)
 deploy_ref_pattern = ""  # regex every deployed ref must match ("" = any ref)
 
 # --- Backups (tasks/backups.py): daily, while the site serves, kept grandfather-father-son

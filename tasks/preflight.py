@@ -1,13 +1,32 @@
 """Checks run before any operation: a host of an unknown release, or data that cannot work
 on it, stops the whole run before anything is changed, with a message saying what to set."""
 
+from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
-from tasks.render import rendered_files, wkhtmltopdf_source
-from tasks.util import host_data
+from tasks.render import deploy_lock_file, deploy_state_file, rendered_files, wkhtmltopdf_source
+from tasks.util import DeployActivity, host_data
 
 data = host_data()  # raises for a release group_data/all.py does not list
 if not data.odoo_db_name:
     raise DeployError("odoo_db_name must be set in the environment's group data")
 wkhtmltopdf_source(data)
 rendered_files(data)  # every template's variables, addons paths checked among them
+
+# One authority over the instance: an apply restarts Odoo and syncs its venv, so it never
+# runs beside a deploy, a backup or a repair, nor on a deploy that died before its repair.
+for activity in host.get_fact(
+    DeployActivity, state_file=deploy_state_file(data), lock_file=deploy_lock_file(data)
+):
+    if activity[0] == "unfinished":
+        ref, step = (list(activity[1:]) + ["?", "?"])[:2]
+        raise DeployError(
+            f"{host.name}: a deploy of {ref} is unfinished (step {step}): its repair"
+            " (odoo-deploy-repair.timer, within a minute) comes first; apply again after it"
+            " (sudo -u odoo ~odoo/scripts/deploy --status says when it is done)"
+        )
+    if activity[0] == "locked":
+        raise DeployError(
+            f"{host.name}: a deploy, a backup or a repair is running (it holds"
+            f" {deploy_lock_file(data)}): apply again when it is done"
+        )

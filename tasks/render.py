@@ -257,6 +257,7 @@ def service_vars(data) -> dict:
         "odoo_user": data.odoo_user,
         "checkout": data.oca_france_dir,
         "server_command": shlex.join(odoo_command(data, data.odoo_server_command)),
+        "guard_command": f"{host_program(data, 'deploy')} --guard",
         "restart_sec": data.odoo_restart_sec,
         # RestartSteps and RestartMaxDelaySec appeared in systemd 254.
         "restart_steps": data.odoo_restart_steps if data.systemd_version >= 254 else None,
@@ -303,6 +304,8 @@ def host_config(data) -> dict:
         "deploy_snapshots_kept": data.deploy_snapshots_kept,
         "deploy_disk_margin_mib": data.deploy_disk_margin_mib,
         "postgresql_data_root": data.postgresql_data_root,
+        "git_fetch_timeout_sec": data.git_fetch_timeout_sec,
+        "repair_lock_wait_sec": data.repair_lock_wait_sec,
         "deploy_restore_allowed": data.deploy_restore_allowed,
         "deploy_ref_pattern": data.deploy_ref_pattern,
         "production_data_dir": production_data_dir(data),

@@ -60,6 +60,23 @@ class CommandSucceeds(FactBase):
         return bool(output) and output[-1].strip() == "yes"
 
 
+class DeployActivity(FactBase):
+    """What holds the instance now: ("unfinished", ref, step) when a deploy's state file is
+    there, ("locked",) when the deploy lock is held (a deploy, backup or repair runs)."""
+
+    def command(self, state_file: str, lock_file: str) -> str:
+        state, lock = shlex.quote(state_file), shlex.quote(lock_file)
+        # The lock is opened for reading only: nothing is created, whatever the path is.
+        return (
+            f"if [ -f {state} ]; then printf 'unfinished %s %s\\n'"
+            f' "$(sed -n s/^ref=//p {state})" "$(sed -n s/^step=//p {state})"; fi;'
+            f" if [ -f {lock} ]; then {{ flock -n 9 || echo locked; }} 9<{lock}; fi; true"
+        )
+
+    def process(self, output: list[str]) -> list[tuple[str, ...]]:
+        return [tuple(line.split()) for line in output if line.strip()]
+
+
 def command_succeeds(command: str, user: str) -> bool:
     return host.get_fact(CommandSucceeds, command=command, _sudo=True, _sudo_user=user)
 

@@ -154,7 +154,8 @@ def test_unit_runs_the_server_from_the_venv(host_data):
         "/home/odoo/oca-france/.venv/bin/odoo -c /etc/oca-france/odoo.conf"
     )
     assert service["Restart"] == "on-failure"
-    assert "ExecStartPre" not in service
+    # Before a start: only the guard (never a module update).
+    assert service["ExecStartPre"] == "/opt/oca-france/bin/deploy --guard"
     assert "postgresql.service" in unit["Unit"]["After"]
     # Exponential back-off where systemd has it (>= 254), a fixed one elsewhere.
     if host_data.systemd_version >= 254:

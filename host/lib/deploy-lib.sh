@@ -160,10 +160,9 @@ with open(path, "a", encoding="utf-8") as history:
 PYTHON
 }
 
-# --- The lock: one deploy (or backup, or repair) at a time.
+# --- The lock: one deploy (or backup, or repair) at a time (host_lock, host.sh).
 take_lock() {
-    exec 9>"$LOCK_FILE"
-    flock -n 9 || die "$EXIT_REFUSED" "another deploy or a backup is running (lock $LOCK_FILE)"
+    host_lock 0 || die "$EXIT_REFUSED" "another deploy or a backup is running (lock $LOCK_FILE)"
 }
 
 # --- Service
@@ -353,12 +352,14 @@ repair() {
             drop_snapshot "${STATE[snapshot]:-}"
             what="the previous release was still in place"
             result=repaired
+            set_state step starting  # the service's guard lets this start pass
             if [[ "$mode" != boot ]] && ! start_service; then result=broken; fi
             ;;
         healthy)
             what="the new release had started healthy: recorded as deployed"
             result=deployed
             if [[ "$mode" != boot ]] && ! systemctl is-active --quiet "$SERVICE"; then
+                set_state step starting
                 start_service || result=broken
             fi
             ;;

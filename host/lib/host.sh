@@ -14,3 +14,24 @@ host_py() {
 host_settings=$(host_py config shell) || exit 2
 eval "$host_settings"
 unset host_settings
+
+# The deploy lock, taken the same way by every program that touches the database, the
+# filestore or the service: on fd 9, waiting up to $1 seconds (0: not at all), saying so.
+# Fails (status 1) when still held; closing fd 9 (or exiting) releases it.
+host_lock() {
+    local wait=$1
+    exec 9>>"$HOST_DEPLOY_LOCK_FILE"
+    flock -n 9 && return 0
+    ((wait > 0)) || return 1
+    printf '%s %s: %s is held (a deploy, a backup or a repair): waiting up to %ss\n' \
+        "$(date '+%Y-%m-%d %H:%M:%S')" "$(basename "$0")" "$HOST_DEPLOY_LOCK_FILE" "$wait" >&2
+    flock -w "$wait" 9
+}
+
+# A deploy is unfinished while its state file is there (it died, or it runs): nothing but
+# its repair may act on the data. Prints "<ref> <step>" when one is.
+host_unfinished_deploy() {
+    [[ -f "$HOST_DEPLOY_STATE_FILE" ]] || return 1
+    printf '%s %s\n' "$(sed -n 's/^ref=//p' "$HOST_DEPLOY_STATE_FILE")" \
+        "$(sed -n 's/^step=//p' "$HOST_DEPLOY_STATE_FILE")"
+}

@@ -111,6 +111,7 @@ def make_host(unit_inventory, tmp_path):
             "incoming_dir",
             "backup_dir",
             "filestore_root",
+            "postgresql_data_root",
         ):
             host.path(key).mkdir(parents=True, exist_ok=True)
         return host
@@ -186,3 +187,77 @@ def fake_pg_restore(host: Host) -> None:
         "    exit 1\n"
         "fi",
     )
+
+
+def git(*args: str, cwd) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+@pytest.fixture
+def deployed(make_host, tmp_path):
+    """A recette host whose checkout is a clone of a local origin with two commits."""
+    host = make_host()
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    git("init", "-q", "-b", "18.0", cwd=origin)
+    (origin / "README").write_text("one\n")
+    git("add", "-A", cwd=origin)
+    git("commit", "-qm", "one", cwd=origin)
+    checkout = host.path("checkout")
+    checkout.rmdir()
+    git("clone", "-q", str(origin), str(checkout), cwd=tmp_path)
+    (origin / "README").write_text("two\n")
+    git("commit", "-qam", "two", cwd=origin)
+    host.origin = origin
+    return host
+
+
+def fake_services(host) -> None:
+    """systemctl, curl, PostgreSQL's commands and uv, on a fake database registry (one file
+    per database in dbs/)."""
+    dbs = host.root / "dbs"
+    dbs.mkdir()
+    (dbs / host.config["db_name"]).write_text("live\n")
+    host.fake("systemctl", 'case "$1" in is-active) exit 0 ;; esac; exit 0')
+    host.fake(
+        "curl",
+        'case "$*" in *health*) echo \'{"status": "pass", "db_server_status": true}\' ;;'
+        " *) printf 200 ;; esac",
+    )
+    host.fake("uv", "exit 0")
+    host.fake("dropdb", f'rm -f "{dbs}/${{@: -1}}"')
+    host.fake("createdb", f'cp "{dbs}/${{1#--template=}}" "{dbs}/${{@: -1}}"')
+    host.fake(
+        "psql",
+        f"""sql="${{@: -1}}"
+case "$sql" in
+    *"FROM pg_database WHERE datname = '"*)
+        name=${{sql#*datname = \\'}}; name=${{name%%\\'*}}
+        [[ -f "{dbs}/$name" ]] && echo 1 ;;
+    "DROP DATABASE IF EXISTS"*)
+        name=${{sql#*\\"}}; rm -f "{dbs}/${{name%%\\"*}}" ;;
+    "ALTER DATABASE"*)
+        from=${{sql#*\\"}}; from=${{from%%\\"*}}; to=${{sql%\\"}}; to=${{to##*\\"}}
+        mv "{dbs}/$from" "{dbs}/$to" ;;
+esac
+exit 0""",
+    )
+    host.dbs = dbs
+
+
+def died_at(host, step: str, **state: str) -> None:
+    head = git("rev-parse", "HEAD", cwd=host.path("checkout"))
+    fields = {"step": step, "ref": "origin/18.0", "from": head, "to": "0" * 40, **state}
+    fields.setdefault("snapshot", f"{host.config['db_name']}-snap-20261202T100000")
+    host.path("deploy_state_file").write_text("".join(f"{k}={v}\n" for k, v in fields.items()))
+
+
+def history(host) -> list[dict]:
+    path = host.path("deploy_history_file")
+    return [json.loads(line) for line in path.read_text().splitlines()]

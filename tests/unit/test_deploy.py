@@ -5,10 +5,10 @@ with a real git checkout and fake systemctl, psql, curl and uv."""
 from __future__ import annotations
 
 import fcntl
-import json
-import subprocess
 
 import pytest
+
+from .conftest import died_at, fake_services, git, history
 
 USAGE = [
     ((), "missing <git-ref>"),
@@ -47,35 +47,6 @@ def test_another_user_is_refused(make_host):
     assert "run me as someone-else" in result.stderr
 
 
-def git(*args: str, cwd) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
-@pytest.fixture
-def deployed(make_host, tmp_path):
-    """A recette host whose checkout is a clone of a local origin with two commits."""
-    host = make_host()
-    origin = tmp_path / "origin"
-    origin.mkdir()
-    git("init", "-q", "-b", "18.0", cwd=origin)
-    (origin / "README").write_text("one\n")
-    git("add", "-A", cwd=origin)
-    git("commit", "-qm", "one", cwd=origin)
-    checkout = host.path("checkout")
-    checkout.rmdir()
-    git("clone", "-q", str(origin), str(checkout), cwd=tmp_path)
-    (origin / "README").write_text("two\n")
-    git("commit", "-qam", "two", cwd=origin)
-    host.origin = origin
-    return host
-
-
 def test_a_running_deploy_is_refused(deployed):
     with open(deployed.config["deploy_lock_file"], "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -96,51 +67,6 @@ def test_a_failed_fetch_exits_3(deployed):
     result = deployed.run("deploy", "origin/18.0")
     assert result.returncode == 3
     assert "git fetch failed" in result.stderr
-
-
-def fake_services(host) -> None:
-    """systemctl, curl, PostgreSQL's commands and uv, on a fake database registry (one file
-    per database in dbs/)."""
-    dbs = host.root / "dbs"
-    dbs.mkdir()
-    (dbs / host.config["db_name"]).write_text("live\n")
-    host.fake("systemctl", 'case "$1" in is-active) exit 0 ;; esac; exit 0')
-    host.fake(
-        "curl",
-        'case "$*" in *health*) echo \'{"status": "pass", "db_server_status": true}\' ;;'
-        " *) printf 200 ;; esac",
-    )
-    host.fake("uv", "exit 0")
-    host.fake("dropdb", f'rm -f "{dbs}/${{@: -1}}"')
-    host.fake("createdb", f'cp "{dbs}/${{1#--template=}}" "{dbs}/${{@: -1}}"')
-    host.fake(
-        "psql",
-        f"""sql="${{@: -1}}"
-case "$sql" in
-    *"FROM pg_database WHERE datname = '"*)
-        name=${{sql#*datname = \\'}}; name=${{name%%\\'*}}
-        [[ -f "{dbs}/$name" ]] && echo 1 ;;
-    "DROP DATABASE IF EXISTS"*)
-        name=${{sql#*\\"}}; rm -f "{dbs}/${{name%%\\"*}}" ;;
-    "ALTER DATABASE"*)
-        from=${{sql#*\\"}}; from=${{from%%\\"*}}; to=${{sql%\\"}}; to=${{to##*\\"}}
-        mv "{dbs}/$from" "{dbs}/$to" ;;
-esac
-exit 0""",
-    )
-    host.dbs = dbs
-
-
-def died_at(host, step: str, **state: str) -> None:
-    head = git("rev-parse", "HEAD", cwd=host.path("checkout"))
-    fields = {"step": step, "ref": "origin/18.0", "from": head, "to": "0" * 40, **state}
-    fields.setdefault("snapshot", f"{host.config['db_name']}-snap-20261202T100000")
-    host.path("deploy_state_file").write_text("".join(f"{k}={v}\n" for k, v in fields.items()))
-
-
-def history(host) -> list[dict]:
-    path = host.path("deploy_history_file")
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.mark.parametrize("step", ["preflight", "stopping", "snapshot"])

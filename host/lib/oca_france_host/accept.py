@@ -71,7 +71,11 @@ def main(argv: list[str]) -> int:
         return 0
     production_data.mkdir(mode=0o700, exist_ok=True)
     try:
-        held = lock.take(settings["deploy_lock_file"], settings["backup_lock_wait_sec"], poll=2)
+        held = lock.take_when_finished(
+            settings["deploy_lock_file"],
+            settings["deploy_state_file"],
+            settings["backup_lock_wait_sec"],
+        )
     except lock.LockBusy as busy:
         log(f"ERROR: {busy}")
         return 1

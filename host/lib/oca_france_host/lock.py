@@ -34,6 +34,25 @@ def take(lock_file: str, wait: float, poll: float = 1.0):
             time.sleep(poll)
 
 
+def take_when_finished(lock_file: str, state_file: str, wait: float, poll: float = 2.0):
+    """The lock, once no deploy is unfinished: while a deploy's state file is there (it died:
+    its repair comes first), the lock is left to the repair and taken again later. Raises
+    LockBusy after `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        held = take(lock_file, max(deadline - time.monotonic(), 0), poll)
+        unfinished = read_state(state_file)
+        if unfinished is None:
+            return held
+        held.close()
+        if time.monotonic() >= deadline:
+            raise LockBusy(
+                f"a deploy of {unfinished.get('ref', '?')} is still unfinished (step"
+                f" {unfinished.get('step', '?')}) after {wait:.0f}s: its repair comes first"
+            )
+        time.sleep(poll)
+
+
 def read_state(state_file: str) -> dict[str, str] | None:
     """The unfinished deploy's state (None when no deploy is unfinished)."""
     try:

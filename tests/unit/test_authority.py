@@ -1,0 +1,178 @@
+"""One authority over the instance: while a deploy is unfinished, nothing but its repair acts
+(the service's guard, the backup, the acceptance, an apply); every program takes the lock
+the same way, with a bounded wait; exit codes tell the truth."""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import threading
+import time
+
+from tasks.util import DeployActivity
+
+from .conftest import died_at, edit_manifest, fake_services, git, history, write_backup
+
+
+def hold_lock(host):
+    lock = open(host.config["deploy_lock_file"], "w")  # noqa: SIM115 - held by the test
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
+
+
+def test_the_guard_lets_the_service_start_when_no_deploy_is_unfinished(deployed):
+    fake_services(deployed)
+    assert deployed.run("deploy", "--guard").returncode == 0
+    assert deployed.logged() == []
+
+
+def test_the_guard_repairs_a_deploy_that_died_before_the_service_starts(deployed):
+    fake_services(deployed)
+    db = deployed.config["db_name"]
+    snapshot = f"{db}-snap-20261202T100000"
+    (deployed.dbs / snapshot).write_text("before the deploy\n")
+    (deployed.dbs / db).write_text("restored, not neutralized\n")
+    died_at(deployed, "neutralizing", snapshot=snapshot)
+    result = deployed.run("deploy", "--guard")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "repairing it first" in result.stdout
+    assert (deployed.dbs / db).read_text() == "before the deploy\n"
+    assert not deployed.path("deploy_state_file").exists()
+    # As at boot: systemd is starting the service, the guard does not start it again.
+    assert not [call for call in deployed.logged() if call.startswith("systemctl start")]
+    assert history(deployed)[-1]["result"] == "repaired"
+
+
+def test_the_guard_refuses_a_start_during_a_deploys_downtime(deployed):
+    fake_services(deployed)
+    died_at(deployed, "restoring")
+    with hold_lock(deployed):  # the deploy runs
+        result = deployed.run("deploy", "--guard")
+    assert result.returncode == 2
+    assert "is at step 'restoring'" in result.stderr
+    assert deployed.path("deploy_state_file").exists()
+
+
+def test_the_guard_lets_the_deploy_start_its_own_release(deployed):
+    fake_services(deployed)
+    for step in ("starting", "rolling-back"):
+        died_at(deployed, step)
+        with hold_lock(deployed):
+            assert deployed.run("deploy", "--guard").returncode == 0, step
+
+
+def test_a_repair_that_cannot_get_the_lock_does_not_report_success(deployed):
+    fake_services(deployed)
+    deployed.config["repair_lock_wait_sec"] = 1
+    deployed.write_config()
+    died_at(deployed, "updating")
+    with hold_lock(deployed):
+        result = deployed.run("deploy", "--repair")
+    assert result.returncode == 2
+    assert "not repaired" in result.stderr
+    assert deployed.path("deploy_state_file").exists()
+
+
+def test_a_hung_fetch_is_cut_short(deployed):
+    deployed.config["git_fetch_timeout_sec"] = 1
+    deployed.write_config()
+    deployed.fake(
+        "git", 'if [[ " $* " == *" fetch "* ]]; then sleep 30; fi; exec /usr/bin/git "$@"'
+    )
+    started = time.monotonic()
+    result = deployed.run("deploy", "origin/18.0")
+    assert result.returncode == 3
+    assert "took more than 1s" in result.stderr
+    assert time.monotonic() - started < 20
+
+
+def test_exit_4_only_when_the_previous_release_runs_again(deployed):
+    """Stop fails: the previous release is started again (exit 4); when it does not start
+    either, the deploy says the site is down (exit 6) and keeps its state."""
+    (deployed.origin / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "1"\n')
+    git("add", "-A", cwd=deployed.origin)
+    git("commit", "-qm", "three", cwd=deployed.origin)
+    fake_services(deployed)
+    deployed.fake("uv", 'case "$1" in python) echo /usr/bin/python3 ;; esac; exit 0')
+    deployed.fake("systemctl", 'case "$1" in stop) exit 1 ;; is-active) exit 0 ;; esac; exit 0')
+    result = deployed.run("deploy", "origin/18.0")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "the previous release is up again" in result.stdout
+    deployed.fake("systemctl", 'case "$1" in stop) exit 1 ;; is-active) exit 3 ;; esac; exit 0')
+    result = deployed.run("deploy", "origin/18.0")
+    assert result.returncode == 6, result.stdout + result.stderr
+    assert "did not start again" in result.stderr
+    assert history(deployed)[-1]["result"] == "broken"
+    assert deployed.path("deploy_state_file").exists()
+
+
+def test_a_backup_never_dumps_the_data_of_an_unfinished_deploy(make_host):
+    host = make_host("oca-france-prod")
+    host.fake("pg_dump", "exit 0")
+    host.path("deploy_state_file").write_text("step=updating\nref=18.0-20261202\n")
+    result = host.run("odoo-backup")
+    assert result.returncode == 1
+    assert "a deploy of 18.0-20261202 is unfinished (step updating)" in result.stderr
+    assert not [call for call in host.logged() if call.startswith("pg_dump")]
+    assert list(host.path("backup_dir").iterdir()) == []
+
+
+def delivered(host, name: str) -> None:
+    """A delivery from prod in recette's incoming directory (rsync writes into it)."""
+    incoming = host.path("incoming_dir")
+    incoming.rmdir()
+    write_backup(incoming.parent, incoming.name)
+    edit_manifest(incoming, name=name)
+
+
+def test_the_acceptance_waits_for_the_repair_of_an_unfinished_deploy(make_host):
+    host = make_host()
+    host.fake("pg_restore", "exit 0")
+    delivered(host, "oca-france-production-20261202T023000")
+    state = host.path("deploy_state_file")
+    state.write_text("step=restoring\nref=origin/18.0\n")
+    host.config["backup_lock_wait_sec"] = 20
+    host.write_config()
+    threading.Timer(3, state.unlink).start()  # the repair, a moment later
+    started = time.monotonic()
+    result = host.run("odoo-production-data-accept")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert time.monotonic() - started >= 3
+    assert (host.path("production_data_dir") / "oca-france-production-20261202T023000").is_dir()
+
+
+def test_the_acceptance_gives_up_on_a_deploy_left_unfinished(make_host):
+    host = make_host()
+    delivered(host, "oca-france-production-20261202T023000")
+    host.path("deploy_state_file").write_text("step=restoring\nref=origin/18.0\n")
+    host.config["backup_lock_wait_sec"] = 2
+    host.write_config()
+    result = host.run("odoo-production-data-accept")
+    assert result.returncode == 1
+    assert "still unfinished (step restoring)" in result.stdout
+    assert (host.path("incoming_dir") / "manifest.json").exists()  # retried later
+
+
+def activity(tmp_path, state: str | None = None, hold: bool = False) -> str:
+    state_file, lock_file = tmp_path / "state", tmp_path / "lock"
+    lock_file.touch()
+    if state is not None:
+        state_file.write_text(state)
+    command = DeployActivity().command(str(state_file), str(lock_file))
+    lock = open(lock_file)  # noqa: SIM115
+    if hold:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        return subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout
+    finally:
+        lock.close()
+
+
+def test_an_apply_sees_an_unfinished_or_running_deploy(tmp_path):
+    """The preflight's fact: an apply stops before any change on either."""
+    fact = DeployActivity()
+    assert fact.process(activity(tmp_path).splitlines()) == []
+    unfinished = activity(tmp_path, "step=updating\nref=origin/18.0\n")
+    assert fact.process(unfinished.splitlines()) == [("unfinished", "origin/18.0", "updating")]
+    (tmp_path / "state").unlink()
+    assert fact.process(activity(tmp_path, hold=True).splitlines()) == [("locked",)]
