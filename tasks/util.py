@@ -66,11 +66,12 @@ class DeployActivity(FactBase):
 
     def command(self, state_file: str, lock_file: str) -> str:
         state, lock = shlex.quote(state_file), shlex.quote(lock_file)
-        # The lock is opened for reading only: nothing is created, whatever the path is.
+        # The lock is opened for reading only: nothing is created, whatever the path is. A short
+        # hold (odoo-auto-deploy's fetch, each minute) is waited for.
         return (
             f"if [ -f {state} ]; then printf 'unfinished %s %s\\n'"
             f' "$(sed -n s/^ref=//p {state})" "$(sed -n s/^step=//p {state})"; fi;'
-            f" if [ -f {lock} ]; then {{ flock -n 9 || echo locked; }} 9<{lock}; fi; true"
+            f" if [ -f {lock} ]; then {{ flock -w 10 9 || echo locked; }} 9<{lock}; fi; true"
         )
 
     def process(self, output: list[str]) -> list[tuple[str, ...]]:

@@ -237,6 +237,13 @@ discard_prepared() {
     git -C "$CHECKOUT" worktree prune
 }
 
+# uv takes the checkout's venv for outdated once the app was synced in the worktree (the
+# editable app's build is shared between the two): sync it again, links only, so that uv
+# (and the next apply) find it up to date.
+resync_checkout() {
+    sync_venv "$CHECKOUT" || warn "WARNING: could not sync $CHECKOUT's venv after the release"
+}
+
 # --- Snapshots: the database copied inside PostgreSQL (CREATE DATABASE ... TEMPLATE, while
 # Odoo is stopped) and the filestore as hard links (Odoo writes each file once and never
 # rewrites it). A rollback renames them back: no dump to restore, no archive to unpack.

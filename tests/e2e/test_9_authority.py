@@ -1,0 +1,78 @@
+"""One authority over the instance, for real: while a deploy is unfinished nothing but its
+repair acts. Runs last (after the privilege test)."""
+
+from __future__ import annotations
+
+import subprocess
+
+from .conftest import (
+    DB,
+    PROD,
+    RECETTE,
+    backup_dirs,
+    deploy,
+    head,
+    psql,
+    unit_invocation,
+    wait_unit_done,
+)
+from .test_7_repair import STATE, kill_at, slow_update, start_deploy, state_step, wait_for
+
+SERVICE = "odoo-oca-france.service"
+
+
+def test_an_apply_or_a_start_during_a_deploys_downtime_does_not_start_odoo(sandbox, recette):
+    commit = sandbox.push_commit("slow/apply", "Slow for an apply", slow_update(40, "18.0.6.0.0"))
+    start_deploy(recette, "deploy-under-apply", "origin/slow/apply")
+    try:
+        wait_for(lambda: state_step(recette) == "updating", 120, "the update")
+        applied = sandbox.apply("--limit", RECETTE)
+        output = applied.stdout + applied.stderr
+        assert applied.returncode != 0
+        assert "a deploy, a backup or a repair is running" in output, output[-3000:]
+        assert "Beginning operation run" not in output  # stopped before any change
+        started = recette.run(f"systemctl start {SERVICE}")
+        assert started.rc != 0  # the guard refuses: the deploy is in its downtime
+        journal = recette.check_output(f"journalctl -u {SERVICE} -o cat --no-pager -n 20")
+        assert "is at step 'updating'" in journal
+        assert not recette.service(SERVICE).is_running
+        wait_for(lambda: not recette.file(STATE).exists, 180, "the deploy's end")
+    finally:
+        recette.run("systemctl reset-failed deploy-under-apply.service")
+    assert head(recette) == commit
+    sandbox.wait_healthy(RECETTE, timeout=30)
+
+
+def tag_for_prod(sandbox, tag: str, change) -> str:
+    commit = sandbox.push_commit(f"release/{tag}", f"Release {tag}", change)
+    subprocess.run(["git", "-C", str(sandbox.origin), "tag", "-f", tag, commit], check=True)
+    return commit
+
+
+def test_a_backup_waiting_on_a_killed_deploy_never_saves_its_half_state(sandbox, prod):
+    """prod, a tag whose migration commits half its work, killed at 'updating' while the
+    daily backup waits for the lock: the backup refuses, the good backups survive, and the
+    repair puts prod back on the previous release within 2 minutes."""
+    assert deploy(prod, "--status").rc == 0
+    before = backup_dirs(prod)
+    previous = head(prod)
+    tag_for_prod(sandbox, "18.0-20261203", slow_update(300, "18.0.7.0.0"))
+    prod.check_output("systemctl stop odoo-deploy-repair.timer")
+    backup = unit_invocation(prod, "odoo-backup.service")
+    try:
+        start_deploy(prod, "killed-on-prod", "18.0-20261203")
+        wait_for(lambda: state_step(prod) == "updating", 180, "the update on prod")
+        prod.check_output("systemctl start --no-block odoo-backup.service")
+        kill_at(prod, "killed-on-prod", "updating")
+        assert wait_unit_done(prod, "odoo-backup.service", backup, timeout=120) == "exit-code"
+        journal = prod.check_output("journalctl -u odoo-backup.service -o cat --no-pager -n 10")
+        assert "no backup of a half-done database" in journal
+        assert backup_dirs(prod) == before  # nothing new, nothing pruned
+    finally:
+        prod.check_output("systemctl start odoo-deploy-repair.timer")
+        prod.run("systemctl reset-failed odoo-backup.service killed-on-prod.service")
+    wait_for(lambda: not prod.file(STATE).exists, 120, "the periodic repair on prod")
+    sandbox.wait_healthy(PROD, timeout=60)
+    assert head(prod) == previous
+    company = psql(prod, DB[PROD], "SELECT name FROM res_company ORDER BY id LIMIT 1")
+    assert "(half-updated)" not in company  # the snapshot's data, not the half migration
