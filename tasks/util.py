@@ -74,6 +74,10 @@ class DeployActivity(FactBase):
             f" if [ -f {lock} ]; then {{ flock -w 10 9 || echo locked; }} 9<{lock}; fi; true"
         )
 
+    @staticmethod
+    def default() -> list:
+        return []  # no output: nothing holds the instance
+
     def process(self, output: list[str]) -> list[tuple[str, ...]]:
         return [tuple(line.split()) for line in output if line.strip()]
 
