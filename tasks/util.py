@@ -43,8 +43,12 @@ class PsqlValue(FactBase):
         return "psql"
 
     def command(self, query: str, database: str = "postgres") -> str:
-        # A missing database reads as no row, so "does it exist yet?" checks stay simple.
-        return f"psql -XAtq -d {shlex.quote(database)} -c {shlex.quote(query)} 2>/dev/null || true"
+        # A missing database reads as no row, so "does it exist yet?" checks stay simple. The
+        # search_path is PostgreSQL's own: never one the database's owner set on it.
+        return (
+            f"PGOPTIONS='-c search_path=pg_catalog' psql -XAtq -d {shlex.quote(database)}"
+            f" -c {shlex.quote(query)} 2>/dev/null || true"
+        )
 
     def process(self, output: list[str]) -> str:
         return output[0].strip() if output else ""

@@ -80,6 +80,7 @@ open_log() {
     LOG_FILE="$LOG_DIR/deploy-$(date '+%Y%m%dT%H%M%S')-$$.log"
     exec 1>>"$LOG_FILE" 2>&1
     log "log of this deploy (Odoo's and uv's output): $LOG_FILE"
+    prune_logs || true  # every run keeps the newest LOGS_KEPT, refusals and repairs included
 }
 
 # A step: its line, its state, and where its output begins in the log.

@@ -176,3 +176,45 @@ def test_an_apply_sees_an_unfinished_or_running_deploy(tmp_path):
     assert fact.process(unfinished.splitlines()) == [("unfinished", "origin/18.0", "updating")]
     (tmp_path / "state").unlink()
     assert fact.process(activity(tmp_path, hold=True).splitlines()) == [("locked",)]
+
+
+def test_a_refused_auto_deploy_backs_off(deployed):
+    """Exit 2 (refused: no production data yet, a deploy running...) is tried again later,
+    twice as late each time, not every minute; a deploy that ran ends the retries."""
+    fake = deployed.fakes / "fake-deploy"
+    fake.write_text(f'#!/bin/sh\necho "deploy $*" >> {deployed.calls}\nexit "$(cat {fake}.rc)"\n')
+    fake.chmod(0o755)
+    (deployed.fakes / "fake-deploy.rc").write_text("2\n")
+    deployed.config["deploy_command"] = str(fake)
+    deployed.write_config()
+    state = deployed.path("auto_deploy_state_file")
+    state.write_text(git("rev-parse", "HEAD", cwd=deployed.path("checkout")) + "\n")
+    retry = state.with_name(state.name + ".retry")
+
+    def deploys() -> int:
+        return sum(call.startswith("deploy --restore") for call in deployed.logged())
+
+    assert deployed.run("odoo-auto-deploy").returncode == 2
+    assert retry.read_text().split()[1] == "1" and deploys() == 1
+    skipped = deployed.run("odoo-auto-deploy")
+    assert skipped.returncode == 0 and "next try at" in skipped.stdout
+    assert deploys() == 1  # not again a minute later
+    commit, _, _ = retry.read_text().split()
+    retry.write_text(f"{commit} 1 0\n")  # the wait is over
+    assert deployed.run("odoo-auto-deploy").returncode == 2
+    refusals, next_try = retry.read_text().split()[1:]
+    assert refusals == "2" and int(next_try) - time.time() > 100  # 2 minutes, then 4...
+    retry.write_text(f"{commit} 2 0\n")
+    (deployed.fakes / "fake-deploy.rc").write_text("0\n")
+    assert deployed.run("odoo-auto-deploy").returncode == 0
+    assert state.read_text().strip() == commit and not retry.exists()
+
+
+def test_every_run_prunes_the_deploy_logs(deployed):
+    fake_services(deployed)
+    logs = deployed.path("deploy_log_dir")
+    for day in range(40):
+        (logs / f"deploy-202611{day % 30 + 1:02d}T{day:06d}-1.log").write_text("old\n")
+    died_at(deployed, "preflight")
+    assert deployed.run("deploy", "--repair").returncode == 0
+    assert len(list(logs.glob("deploy-*.log"))) == deployed.config["deploy_logs_kept"]
