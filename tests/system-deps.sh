@@ -30,6 +30,7 @@ readonly SETUP=(
 readonly LINT=(
     "shellcheck:command -v shellcheck"
     "nodejs:command -v node" # the polkit rule is JavaScript: the static tests run it in node
+    "rsync:command -v rsync" # the unit tests run recette's acceptance, which copies with it
 )
 readonly SANDBOX=(
     "debootstrap:command -v debootstrap"

@@ -478,7 +478,7 @@ def test_each_make_target_names_the_system_packages_it_needs():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the script as another user")
 def test_a_missing_tool_stops_a_non_root_user_with_the_command_to_run():
-    # A PATH with what the script itself uses, but no shellcheck and no node; readable by
+    # A PATH with what the script itself uses, but no shellcheck, node nor rsync; readable by
     # nobody (pytest's tmp_path is not), with the system's tools (root's pyenv is not). The
     # script is copied there too: the checkout may sit where nobody cannot enter (/root).
     with tempfile.TemporaryDirectory() as tmp:
@@ -491,8 +491,8 @@ def test_a_missing_tool_stops_a_non_root_user_with_the_command_to_run():
         script.chmod(0o644)
         result = nobody_runs(bin_dir, str(script), "lint")
     assert result.returncode == 1, result.stderr
-    assert "make lint needs: shellcheck nodejs" in result.stderr
-    assert "Run: sudo apt-get install -y shellcheck nodejs" in result.stderr
+    assert "make lint needs: shellcheck nodejs rsync" in result.stderr
+    assert "Run: sudo apt-get install -y shellcheck nodejs rsync" in result.stderr
 
 
 def nobody_runs(bin_dir: Path, *args: str) -> subprocess.CompletedProcess:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import fcntl
+import os
 
 import pytest
 
 from .conftest import PROD_DB, edit_manifest, fake_pg_restore, write_backup
 
 NAME = f"{PROD_DB}-20261127T024107"
+CLAIMED_NAME = ".manifest.json.accepting"
 
 
 @pytest.fixture
@@ -28,7 +30,7 @@ def tree(directory) -> list[str]:
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
 
 
-def test_a_valid_delivery_is_linked_into_the_production_data(recette):
+def test_a_valid_delivery_is_copied_into_the_production_data(recette):
     result = recette.run("odoo-production-data-accept")
     assert result.returncode == 0, result.stdout + result.stderr
     incoming, accepted = recette.path("incoming_dir"), recette.path("production_data_dir") / NAME
@@ -36,7 +38,8 @@ def test_a_valid_delivery_is_linked_into_the_production_data(recette):
     assert not (incoming / "manifest.json").exists()  # consumed: not accepted twice
     assert (accepted / "manifest.json").is_file()
     for path in (f"{PROD_DB}.dump", "filestore/ab/abcdef", "filestore.list"):
-        assert (accepted / path).stat().st_ino == (incoming / path).stat().st_ino  # hard links
+        # New files: nothing written into incoming/ afterwards can change them.
+        assert (accepted / path).stat().st_ino != (incoming / path).stat().st_ino
     assert tree(recette.path("production_data_dir")) == [
         NAME,
         *(f"{NAME}/{p}" for p in tree(accepted)),
@@ -104,3 +107,51 @@ def test_a_delivery_waits_for_the_deploy_lock(recette):
     assert f"{lock_file} still held after 1s" in result.stdout
     assert (recette.path("incoming_dir") / "manifest.json").is_file()  # left for the next run
     assert tree(recette.path("production_data_dir")) == []
+
+
+def test_a_file_already_accepted_is_linked_not_copied_again(recette):
+    production_data = recette.path("production_data_dir")
+    older = write_backup(production_data, f"{PROD_DB}-20261126T024107")
+    incoming = recette.path("incoming_dir")
+    same = incoming / "filestore/ab/abcdef"
+    # rsync -a keeps the mtime: the same file, as the day before.
+    os.utime(same, ns=((older / "filestore/ab/abcdef").stat().st_atime_ns,) * 2)
+    os.utime(older / "filestore/ab/abcdef", ns=(same.stat().st_mtime_ns,) * 2)
+    assert recette.run("odoo-production-data-accept").returncode == 0
+    accepted = production_data / NAME / "filestore/ab/abcdef"
+    assert accepted.stat().st_ino == (older / "filestore/ab/abcdef").stat().st_ino
+    assert accepted.stat().st_ino != same.stat().st_ino
+
+
+def test_writes_through_the_key_after_acceptance_change_nothing_accepted(recette):
+    """rsync --inplace or --append through prod's key rewrites incoming/'s files in place."""
+    assert recette.run("odoo-production-data-accept").returncode == 0
+    incoming, accepted = recette.path("incoming_dir"), recette.path("production_data_dir") / NAME
+    with open(incoming / "filestore/ab/abcdef", "r+b") as file:
+        file.write(b"EVIL!!!!")  # same size, in place
+    with open(incoming / f"{PROD_DB}.dump", "ab") as file:
+        file.write(b"appended")
+    assert (accepted / "filestore/ab/abcdef").read_text() == "invoice\n"
+    verify = recette.run("odoo-backup-verify", str(accepted))
+    assert verify.returncode == 0, verify.stderr
+
+
+def test_a_file_altered_at_the_same_size_is_refused(recette):
+    before = tree(recette.path("production_data_dir"))
+    (recette.path("incoming_dir") / "filestore/ab/abcdef").write_text("INVOICE\n")
+    assert "filestore/ab/abcdef does not match its sha256" in refused(recette, before)
+
+
+def test_a_delivery_arriving_during_the_acceptance_keeps_its_own_manifest(recette):
+    """The manifest the acceptance was started for is claimed first: the next delivery's
+    manifest, arriving meanwhile, is left for the next run."""
+    incoming = recette.path("incoming_dir")
+    claimed = incoming / ".manifest.json.accepting"
+    recette.fake(
+        "rsync",
+        f"cp {incoming}/{CLAIMED_NAME} {incoming}/manifest.json 2>/dev/null;"
+        ' exec /usr/bin/rsync "$@"',
+    )
+    assert recette.run("odoo-production-data-accept").returncode == 0
+    assert (incoming / "manifest.json").exists()  # the next delivery's, for the next run
+    assert not claimed.exists()

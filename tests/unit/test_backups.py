@@ -33,7 +33,8 @@ def test_a_manifest_reads_back_what_was_written(tmp_path):
     assert manifest["dump_sha256"] == hashlib.sha256(DUMP).hexdigest()
     assert (manifest["filestore_files"], manifest["filestore_bytes"]) == (2, 8 + 15)
     listing = (backup / "filestore.list").read_text()
-    assert listing == "ab/abcdef 8\ncd/cdef01 15\n"
+    sha = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in files.items()}
+    assert listing == f"ab/abcdef 8 {sha['ab/abcdef']}\ncd/cdef01 15 {sha['cd/cdef01']}\n"
     assert manifest["filestore_list_sha256"] == hashlib.sha256(listing.encode()).hexdigest()
     assert sorted(p.name for p in backup.iterdir()) == [
         "filestore",

@@ -5,9 +5,12 @@
 Run by odoo-production-data-accept.service when a manifest arrives in the incoming directory
 (prod sends it last):
   1. waits for the deploy lock: never while a deploy restores production data;
-  2. copies the delivery as hard links (instant, no space) to a temporary name;
-  3. verifies the copy against its manifest (backups.py: the dump's size and sha256, that
-     this host's pg_restore reads it, every file and its size);
+  2. claims the manifest it was started for (a delivery arriving meanwhile brings its own),
+     then copies the delivery to a temporary name: new files, so that nothing written
+     through prod's key afterwards (rsync --inplace, --append) changes what was accepted;
+     a file the newest accepted backup already has is hard-linked to it, not copied again;
+  3. verifies the copy against the claimed manifest (backups.py: the dump's size and
+     sha256, that this host's pg_restore reads it, every file, its size and its sha256);
   4. renames it into the production data directory, where `deploy --restore` finds it;
   5. keeps the newest production_data_kept backups there.
 A delivery that does not match its manifest is refused: its manifest is renamed
@@ -35,13 +38,18 @@ class Refused(Exception):
     """The delivery does not match its manifest."""
 
 
+CLAIMED = f".{backups.MANIFEST}.accepting"
+
+
 def accept(incoming: Path, production_data: Path, name: str) -> Path:
     final = production_data / name
     partial = production_data / f".partial-{name}"
     shutil.rmtree(partial, ignore_errors=True)
-    # Hard links: rsync replaces a file by renaming a new one over it, never in place, so the
-    # next transfer cannot change this copy (and deploy --restore verifies it again anyway).
-    subprocess.run(["cp", "-al", f"{incoming}/.", str(partial)], check=True)
+    previous = backups.newest(production_data)
+    link = [f"--link-dest={previous}/"] if previous else []
+    excluded = [f"--exclude=/{CLAIMED}", f"--exclude=/{backups.MANIFEST}*"]
+    subprocess.run(["rsync", "-a", *link, *excluded, f"{incoming}/", f"{partial}/"], check=True)
+    shutil.copy2(incoming / CLAIMED, partial / backups.MANIFEST)
     problem = backups.problem(partial)
     if problem:
         shutil.rmtree(partial, ignore_errors=True)
@@ -79,18 +87,20 @@ def main(argv: list[str]) -> int:
     except lock.LockBusy as busy:
         log(f"ERROR: {busy}")
         return 1
+    claimed = incoming / CLAIMED
     try:
+        manifest.rename(claimed)  # this delivery's: the path unit waits for the next one
         try:
-            name = backups.read_manifest(incoming)["name"]
+            name = backups.read_manifest_file(claimed)["name"]
         except backups.BackupError as error:
             raise Refused(str(error)) from None
         log(f"verifying {name}, delivered by prod")
         final = accept(incoming, production_data, name)
-        manifest.unlink()
+        claimed.unlink()
         log(f"accepted {name}: {final} is the production data deploy --restore uses")
         prune(production_data, settings["production_data_kept"])
     except Refused as refusal:
-        manifest.rename(incoming / f"{backups.MANIFEST}.refused")
+        claimed.rename(incoming / f"{backups.MANIFEST}.refused")
         log(f"ERROR: production data refused, not used: {refusal}")
         return 1
     finally:

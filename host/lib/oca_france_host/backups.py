@@ -2,8 +2,9 @@
 accepts and deploy --restore reads.
 
 A backup is a directory <database>-<YYYYMMDDTHHMMSS> holding <database>.dump
-(pg_dump --format=custom), filestore/ (the attachments), filestore.list ("<path> <size>"
-per file, sorted) and manifest.json, written last: a directory without a valid manifest is
+(pg_dump --format=custom), filestore/ (the attachments), filestore.list ("<path> <size>
+<sha256>" per file, sorted; backups of the former format have no sha256) and manifest.json,
+written last: a directory without a valid manifest is
 incomplete, and nothing lists it.
 
     python3 -m oca_france_host.backups newest DIR [DATABASE]   the newest complete backup
@@ -56,8 +57,12 @@ def sha256(path: Path) -> str:
 
 def read_manifest(backup: Path) -> dict:
     """The manifest, checked for shape: plain names, the dump inside the backup, sizes."""
+    return read_manifest_file(backup / MANIFEST)
+
+
+def read_manifest_file(path: Path) -> dict:
     try:
-        manifest = json.loads((backup / MANIFEST).read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise BackupError(f"unreadable manifest: {error}") from None
     if not isinstance(manifest, dict):
@@ -97,13 +102,17 @@ def newest(directory: Path, database: str | None = None) -> Path | None:
 
 
 def write_file_list(backup: Path) -> tuple[int, int]:
-    """filestore.list from filestore/: (files, bytes)."""
+    """filestore.list from filestore/, a checksum per file: (files, bytes)."""
     root = backup / FILESTORE
     entries = sorted(
-        (str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file()
+        (str(p.relative_to(root)), p.stat().st_size, sha256(p))
+        for p in root.rglob("*")
+        if p.is_file()
     )
-    (backup / FILE_LIST).write_text("".join(f"{name} {size}\n" for name, size in entries))
-    return len(entries), sum(size for _, size in entries)
+    (backup / FILE_LIST).write_text(
+        "".join(f"{n} {size} {digest}\n" for n, size, digest in entries)
+    )
+    return len(entries), sum(size for _, size, _ in entries)
 
 
 def write_manifest(backup: Path, database: str, commit: str, name: str | None = None) -> dict:
@@ -209,9 +218,13 @@ def problem(backup: Path) -> str | None:
         listing = backup / FILE_LIST
         if sha256(listing) != manifest["filestore_list_sha256"]:
             return f"{FILE_LIST} does not match its sha256 in the manifest"
-        expected = {}
+        expected, digests = {}, {}
         for line in listing.read_text().splitlines():
-            name, size_text = line.rsplit(" ", 1)
+            fields = line.rsplit(" ", 2)
+            if len(fields) == 3 and re.fullmatch(r"[0-9a-f]{64}", fields[2]):
+                name, size_text, digests[fields[0]] = fields
+            else:  # the former format: "<path> <size>"
+                name, size_text = line.rsplit(" ", 1)
             expected[name] = int(size_text)
     except BackupError as error:
         return str(error)
@@ -231,6 +244,9 @@ def problem(backup: Path) -> str | None:
     extra = sorted(set(found) - set(expected))
     if extra:
         return f"{FILESTORE}/{extra[0]} is not in {FILE_LIST}"
+    for name, digest in sorted(digests.items()):
+        if sha256(root / name) != digest:
+            return f"{FILESTORE}/{name} does not match its sha256 in {FILE_LIST}"
     return None
 
 
