@@ -143,13 +143,14 @@ def test_a_day_sends_the_dump_and_the_new_attachments_only(recette, prod):
     assert run_backup(prod, recette).rc == 0
     dump = int(prod.check_output(f"stat -c %s {BACKUPS}/{backup_dirs(prod)[-1]}/{DB[PROD]}.dump"))
     assert sent_bytes(prod) <= dump + 64 * 1024
-    # recette holds each file once: its accepted copies share the incoming files' inodes.
+    # recette's accepted backups share each file (hard links), and share none with the
+    # incoming directory prod's key writes into (nothing written there changes them).
     [older, newer] = backup_dirs(recette, PRODUCTION_DATA)[-2:]
     inodes = recette.check_output(
         f"stat -c %i {PRODUCTION_DATA}/{older}/filestore/aa/new-day-1"
         f" {PRODUCTION_DATA}/{newer}/filestore/aa/new-day-1 {INCOMING}/filestore/aa/new-day-1"
     ).split()
-    assert len(set(inodes)) == 1
+    assert inodes[0] == inodes[1] != inodes[2]
 
 
 def test_recette_keeps_the_newest_two(recette, prod):
