@@ -307,6 +307,31 @@ def test_the_transfer_key_can_only_deliver_backups(recette, prod):
     prod.check_output("rm -f /tmp/evil /tmp/escape")
 
 
+def test_writes_through_the_key_after_an_acceptance_change_nothing_accepted(recette, prod):
+    """rrsync lets the key write in place (--inplace, --append) into incoming/: what recette
+    accepted, and the live filestore restored from it, are other files."""
+    target = f"odoo@{RECETTE_ADDRESS}"
+    newest = backup_dirs(recette, PRODUCTION_DATA)[-1]
+    accepted = f"{PRODUCTION_DATA}/{newest}/filestore/ef/ef01"
+    live = f"{filestore(RECETTE)}/ef/ef01"
+    before = recette.check_output(f"sha256sum {accepted} {live}")
+    as_odoo(prod, "printf 'EVIL-WRITE-THROUGH-THE-KEY\\n' > /tmp/evil-inplace")
+    written = []
+    for flag in ("--inplace", "--append"):
+        status, _ = attempt(
+            prod, f"rsync {flag} -e '{SSH}' /tmp/evil-inplace {target}:filestore/ef/ef01"
+        )
+        written.append(status == 0)  # incoming/ is the key's to write: rrsync lets it
+    if any(written):
+        assert "EVIL" in recette.check_output(f"cat {INCOMING}/filestore/ef/ef01")
+    assert recette.check_output(f"sha256sum {accepted} {live}") == before
+    verify = recette.run(
+        f"sudo -u odoo /opt/oca-france/bin/odoo-backup-verify {PRODUCTION_DATA}/{newest}"
+    )
+    assert verify.rc == 0, verify.stderr
+    prod.check_output("rm -f /tmp/evil-inplace")
+
+
 def test_an_apply_without_the_key_material_stops_before_any_change(sandbox, prod):
     known_hosts = "/etc/oca-france/backup-transfer.known_hosts"
     before = prod.check_output(f"stat -c '%Y %s' {known_hosts}")
