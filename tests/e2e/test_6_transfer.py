@@ -332,6 +332,32 @@ def test_writes_through_the_key_after_an_acceptance_change_nothing_accepted(rece
     prod.check_output("rm -f /tmp/evil-inplace")
 
 
+def test_a_manifest_naming_a_path_is_refused(recette, prod):
+    """A manifest is trusted for nothing: a name or a dump that is a path, or carries a
+    newline, is refused before anything is copied or read."""
+    target = f"odoo@{RECETTE_ADDRESS}"
+    before = backup_dirs(recette, PRODUCTION_DATA)
+    good = json.loads(recette.check_output(f"cat {PRODUCTION_DATA}/{before[-1]}/manifest.json"))
+    for key, value in (("name", "/etc/passwd"), ("name", "../x"), ("dump", "x.dump\n")):
+        manifest = {**good, key: value}
+        as_odoo(prod, f"cat > /tmp/manifest.json <<'EOF'\n{json.dumps(manifest)}\nEOF")
+        accept = unit_invocation(recette, ACCEPT)
+        status, output = attempt(
+            prod, f"rsync -e '{SSH}' /tmp/manifest.json {target}:manifest.json"
+        )
+        assert status == 0, output
+        assert wait_unit_done(recette, ACCEPT, accept) == "exit-code", (key, value)
+        journal = recette.check_output(f"journalctl -u {ACCEPT} -o cat --no-pager -n 5")
+        assert f"the manifest's {key}" in journal and "is not a plain name" in journal
+        recette.check_output(f"systemctl reset-failed {ACCEPT}")
+    assert backup_dirs(recette, PRODUCTION_DATA) == before
+    assert (
+        not recette.file("/x").exists
+        and recette.check_output("ls -A /home/odoo/.odoo_dumps | grep -c '^x' || true") == "0"
+    )
+    prod.check_output("rm -f /tmp/manifest.json")
+
+
 def test_an_apply_without_the_key_material_stops_before_any_change(sandbox, prod):
     known_hosts = "/etc/oca-france/backup-transfer.known_hosts"
     before = prod.check_output(f"stat -c '%Y %s' {known_hosts}")
