@@ -67,11 +67,6 @@ for part, mode in (("bin", "755"), ("lib", "644")):
         exclude_dir=["__pycache__"],
     )
 
-install_template(
-    name=f"Write the host programs' config ({host_config_file(data)})",
-    template="host.json.j2",
-)
-
 # The layout before the root-owned one: root wrote odoo's ~/scripts (a root-owned directory
 # odoo could move aside), ~/.odoorc and ~/.ssh's keys. Gone, each removed as its owner.
 run_unless(
@@ -164,6 +159,12 @@ if addons_subdirs:
             " '(odoo_addons_subdirs)' >&2; done; exit 1"
         ),
     )
+
+# After the checks above: a refused apply writes no config.
+install_template(
+    name=f"Write the host programs' config ({host_config_file(data)})",
+    template="host.json.j2",
+)
 
 odoorc = install_template(
     name=f"Write {data.odoo_config_path} (root:{odoo} 0640: odoo reads it, cannot change it)",
