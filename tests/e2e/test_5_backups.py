@@ -107,7 +107,7 @@ def test_backup_and_deploy_never_overlap(prod):
         )
         assert backup_dirs(prod) == before
         journal = prod.check_output("journalctl -u odoo-backup.service --no-pager -o cat -n 5")
-        assert "a deploy or another backup is running: waiting" in journal
+        assert "is held (a deploy, a backup or a repair): waiting up to" in journal
         # And a deploy started during a backup is refused, nothing touched.
     finally:
         prod.run("systemctl stop hold-deploy-lock.service")
