@@ -295,7 +295,7 @@ def test_the_transfer_key_can_only_deliver_backups(recette, prod):
     status, output = attempt(prod, f"rsync -e '{SSH}' /tmp/evil {target}:../production-data/evil")
     assert status != 0 and "do not use .. in arg" in output
     # An absolute path is taken inside incoming/ (incoming/home/odoo/..., which does not exist).
-    status, output = attempt(prod, f"rsync -e '{SSH}' /tmp/evil {target}:/etc/oca-france/odoo.conf")
+    status, output = attempt(prod, f"rsync -e '{SSH}' /tmp/evil {target}:/home/odoo/.profile")
     assert status != 0 and f"{INCOMING}/home/odoo" in output
     # A symlink out of incoming/, then a write through it.
     attempt(prod, f"rsync -a -e '{SSH}' /tmp/escape {target}:")
