@@ -14,12 +14,12 @@ CANARY_DIR = "/root-canary.d"
 HOME = "/home/odoo"
 # What the former layout had root write in odoo's home, and what the apply writes there now
 # (as odoo): each becomes a link to the canary.
+TIMERS = "odoo-auto-deploy.timer odoo-deploy-repair.timer"  # nothing may deploy meanwhile
 PLANTED = {
     RECETTE: [
         f"{HOME}/.odoorc",
         f"{HOME}/.ssh/authorized_keys",
         f"{HOME}/scripts/deploy",
-        f"{HOME}/.odoo_dumps/.auto-deploy-last-commit",
     ],
     PROD: [
         f"{HOME}/.odoorc",
@@ -45,6 +45,7 @@ def canaries(host) -> str:
 @pytest.fixture
 def planted(sandbox):
     hosts = {name: sandbox.host(name) for name in HOSTS}
+    hosts[RECETTE].check_output(f"systemctl stop {TIMERS}")
     for name, host in hosts.items():
         host.check_output(
             f"echo canary > {CANARY} && chmod 644 {CANARY} && install -d -m 755 {CANARY_DIR}"
@@ -59,6 +60,7 @@ def planted(sandbox):
         as_odoo(host, f"rm -f {' '.join(PLANTED[name] + PLANTED_DIRS[name])}")
         host.check_output(f"rm -rf {CANARY} {CANARY_DIR}")
     restored = sandbox.apply()
+    hosts[RECETTE].check_output(f"systemctl start {TIMERS}")
     assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
 
 
