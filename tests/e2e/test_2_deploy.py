@@ -147,25 +147,30 @@ def test_failed_migration_rolls_back_and_keeps_the_site_up(sandbox, recette):
     assert 'relation "no_such_table" does not exist' in error, error
 
 
+def with_data_file(version: str, path: str, content: str):
+    """A release of ADDON at `version` that loads one more data file (its manifest's data)."""
+
+    def change(work: Path) -> None:
+        set_version(version)(work)
+        (work / ADDON / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / ADDON / path).write_text(content)
+        manifest = work / ADDON / "__manifest__.py"
+        data = f'"data": ["{path}"],\n    "installable"'
+        manifest.write_text(manifest.read_text().replace('"installable"', data))
+
+    return change
+
+
 def test_a_view_that_does_not_parse_rolls_back(sandbox, recette):
     previous_head, previous_site = head(recette), site(sandbox, recette)
-
-    def broken_view(work: Path) -> None:
-        set_version("18.0.1.3.1")(work)
-        (work / ADDON / "views").mkdir()
-        (work / ADDON / "views" / "partner.xml").write_text(
-            '<odoo><record id="view_partner_broken" model="ir.ui.view">'
-            '<field name="name">broken</field><field name="model">res.partner</field>'
-            '<field name="arch" type="xml"><form><field name="name"></form>'
-            "</field></record></odoo>\n"
-        )
-        manifest = work / ADDON / "__manifest__.py"
-        manifest.write_text(
-            manifest.read_text().replace(
-                '"installable"', '"data": ["views/partner.xml"],\n    "installable"'
-            )
-        )
-
+    broken_view = with_data_file(
+        "18.0.1.3.1",
+        "views/partner.xml",
+        '<odoo><record id="view_partner_broken" model="ir.ui.view">'
+        '<field name="name">broken</field><field name="model">res.partner</field>'
+        '<field name="arch" type="xml"><form><field name="name"></form>'
+        "</field></record></odoo>\n",
+    )
     sandbox.push_commit("broken/view", "A view that does not parse", broken_view)
     result = deploy(recette, "origin/broken/view")
     assert_rolled_back(sandbox, recette, result, previous_head, previous_site, "updating")
@@ -176,23 +181,13 @@ def test_a_login_page_that_crashes_rolls_back(sandbox, recette):
     """The update passes (the template is valid), the started server cannot serve its
     login page: the deploy's start check fails, and it rolls back."""
     previous_head, previous_site = head(recette), site(sandbox, recette)
-
-    def crashing_login(work: Path) -> None:
-        set_version("18.0.1.3.2")(work)
-        (work / ADDON / "views").mkdir()
-        (work / ADDON / "views" / "login.xml").write_text(
-            '<odoo><template id="login_crashes" inherit_id="web.login">'
-            '<xpath expr="//form" position="before">'
-            '<t t-out="1 / 0"/>'
-            "</xpath></template></odoo>\n"
-        )
-        manifest = work / ADDON / "__manifest__.py"
-        manifest.write_text(
-            manifest.read_text().replace(
-                '"installable"', '"data": ["views/login.xml"],\n    "installable"'
-            )
-        )
-
+    crashing_login = with_data_file(
+        "18.0.1.3.2",
+        "views/login.xml",
+        '<odoo><template id="login_crashes" inherit_id="web.login">'
+        '<xpath expr="//form" position="before"><t t-out="1 / 0"/></xpath>'
+        "</template></odoo>\n",
+    )
     sandbox.push_commit("broken/start", "A login page that crashes", crashing_login)
     result = deploy(recette, "origin/broken/start")
     assert_rolled_back(sandbox, recette, result, previous_head, previous_site, "starting")

@@ -211,13 +211,11 @@ def test_a_transfer_killed_halfway_leaves_the_previous_backup_in_use(recette, pr
     prod.check_output("rm -rf /tmp/slow-rsync")
 
 
-def test_a_corrupted_delivery_is_refused_and_recette_keeps_running(sandbox, recette, prod):
-    before = backup_dirs(recette, PRODUCTION_DATA)
-    pid = main_pid(recette)
+def deliver_refused(sandbox, recette, prod, damage) -> None:
+    """A backup of prod, `damage`d (given its directory), then sent: recette refuses it."""
     assert as_odoo(prod, "/opt/oca-france/bin/odoo-backup").rc == 0
-    newest = backup_dirs(prod)[-1]
-    dump = f"{BACKUPS}/{newest}/{DB[PROD]}.dump"
-    prod.check_output(f"sudo -u odoo truncate -s -100 {dump}")  # damaged on its way
+    newest = f"{BACKUPS}/{backup_dirs(prod)[-1]}"
+    damage(newest)
     accept = unit_invocation(recette, ACCEPT)
     transfer = unit_invocation(prod, TRANSFER)
     try:
@@ -225,7 +223,17 @@ def test_a_corrupted_delivery_is_refused_and_recette_keeps_running(sandbox, rece
         assert wait_unit_done(prod, TRANSFER, transfer) == "success"
         assert wait_unit_done(recette, ACCEPT, accept) == "exit-code"
     finally:
-        prod.check_output(f"rm -rf {BACKUPS}/{newest}")
+        prod.check_output(f"rm -rf {newest}")
+
+
+def test_a_corrupted_delivery_is_refused_and_recette_keeps_running(sandbox, recette, prod):
+    before = backup_dirs(recette, PRODUCTION_DATA)
+    pid = main_pid(recette)
+
+    def damage(backup: str) -> None:  # cut off on its way
+        prod.check_output(f"sudo -u odoo truncate -s -100 {backup}/{DB[PROD]}.dump")
+
+    deliver_refused(sandbox, recette, prod, damage)
     assert recette.check_output(f"systemctl is-failed {ACCEPT} || true") == "failed"
     journal = recette.check_output(f"journalctl -u {ACCEPT} -o cat --no-pager -n 10")
     assert "production data refused, not used" in journal
@@ -242,18 +250,10 @@ def test_a_dump_recette_cannot_read_is_refused_on_delivery(sandbox, recette, pro
     pg_restore cannot read it; refused at once, the reason in the journal and make status."""
     before = backup_dirs(recette, PRODUCTION_DATA)
     pid = main_pid(recette)
-    assert as_odoo(prod, "/opt/oca-france/bin/odoo-backup").rc == 0
-    newest = backup_dirs(prod)[-1]
-    make_dump_from_the_future(prod, f"{BACKUPS}/{newest}")
-    accept = unit_invocation(recette, ACCEPT)
-    transfer = unit_invocation(prod, TRANSFER)
     try:
-        prod.check_output(f"sudo -u odoo systemctl start {TRANSFER}")
-        assert wait_unit_done(prod, TRANSFER, transfer) == "success"
-        assert wait_unit_done(recette, ACCEPT, accept) == "exit-code"
+        deliver_refused(sandbox, recette, prod, lambda b: make_dump_from_the_future(prod, b))
         status = sandbox.make("status")
     finally:
-        prod.check_output(f"rm -rf {BACKUPS}/{newest}")
         recette.run(f"systemctl reset-failed {ACCEPT}")
     journal = recette.check_output(f"journalctl -u {ACCEPT} -o cat --no-pager -n 10")
     assert "production data refused, not used" in journal
