@@ -15,18 +15,21 @@ rendered_files(data)  # every template's variables, addons paths checked among t
 
 # One authority over the instance: an apply restarts Odoo and syncs its venv, so it never
 # runs beside a deploy, a backup or a repair, nor on a deploy that died before its repair.
-for activity in host.get_fact(
-    DeployActivity, state_file=deploy_state_file(data), lock_file=deploy_lock_file(data)
-):
-    if activity[0] == "unfinished":
-        ref, step = (list(activity[1:]) + ["?", "?"])[:2]
-        raise DeployError(
-            f"{host.name}: a deploy of {ref} is unfinished (step {step}): its repair"
-            " (odoo-deploy-repair.timer, within a minute) comes first; apply again after it"
-            " (sudo -u odoo ~odoo/scripts/deploy --status says when it is done)"
-        )
-    if activity[0] == "locked":
-        raise DeployError(
-            f"{host.name}: a deploy, a backup or a repair is running (it holds"
-            f" {deploy_lock_file(data)}): apply again when it is done"
-        )
+activity = dict(
+    (found[0], found[1:])
+    for found in host.get_fact(
+        DeployActivity, state_file=deploy_state_file(data), lock_file=deploy_lock_file(data)
+    )
+)
+if "locked" in activity:  # running (a running deploy has its state file too)
+    raise DeployError(
+        f"{host.name}: a deploy, a backup or a repair is running (it holds"
+        f" {deploy_lock_file(data)}): apply again when it is done"
+    )
+if "unfinished" in activity:  # and nobody holds the lock: it died
+    ref, step = (list(activity["unfinished"]) + ["?", "?"])[:2]
+    raise DeployError(
+        f"{host.name}: a deploy of {ref} is unfinished (step {step}): its repair"
+        " (odoo-deploy-repair.timer, within a minute) comes first; apply again after it"
+        " (sudo -u odoo ~odoo/scripts/deploy --status says when it is done)"
+    )
