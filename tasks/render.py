@@ -101,9 +101,13 @@ def venv_sync_command(data) -> str:
     return f"{sync} && {{ {venv_check_command(data)} >/dev/null 2>&1 || {sync}; }}"
 
 
+def host_bin_dir(data) -> str:
+    """Where the host programs are installed: root-owned, outside odoo's home."""
+    return f"{data.host_programs_dir}/bin"
+
+
 def host_program(data, name: str) -> str:
-    """Where a host program is installed: root-owned, outside odoo's home."""
-    return f"{data.host_programs_dir}/bin/{name}"
+    return f"{host_bin_dir(data)}/{name}"
 
 
 def host_config_file(data) -> str:
@@ -337,12 +341,10 @@ def host_config(data) -> dict:
 
 def automation_vars(data, calendar: str | None = None) -> dict:
     return {
-        "state_file": auto_deploy_state_file(data),
         "odoo_user": data.odoo_user,
         "branch": data.oca_france_branch,
         "checkout": data.oca_france_dir,
-        "lock_file": deploy_lock_file(data),
-        "bin_dir": f"{data.host_programs_dir}/bin",
+        "bin_dir": host_bin_dir(data),
         "calendar": calendar,
     }
 
@@ -352,14 +354,8 @@ def backup_vars(data) -> dict:
         "db_name": data.odoo_db_name,
         "odoo_user": data.odoo_user,
         "data_dir": data.odoo_data_dir,
-        "backup_dir": data.backup_dir,
         "checkout": data.oca_france_dir,
-        "lock_file": deploy_lock_file(data),
-        "lock_wait": data.backup_lock_wait_sec,
-        "bin_dir": f"{data.host_programs_dir}/bin",
-        "keep_daily": data.backup_keep_daily,
-        "keep_weekly": data.backup_keep_weekly,
-        "keep_monthly": data.backup_keep_monthly,
+        "bin_dir": host_bin_dir(data),
         "calendar": data.backup_calendar,
         "randomized_delay_sec": data.backup_randomized_delay_sec,
         "transfer": data.backup_transfer_enabled,  # the service then starts the transfer
@@ -385,7 +381,6 @@ def transfer_vars(data) -> dict:
     return {
         "db_name": data.odoo_db_name,
         "odoo_user": data.odoo_user,
-        "backup_dir": data.backup_dir,
         "target_host": host,
         "target_port": port,
         "target_user": data.odoo_user,
@@ -393,7 +388,7 @@ def transfer_vars(data) -> dict:
         "known_hosts_file": transfer_known_hosts_file(data),
         "known_hosts_line": f"{known_as} {key_type} {key}",
         "bwlimit_kbps": data.backup_transfer_bwlimit_kbps,
-        "bin_dir": f"{data.host_programs_dir}/bin",
+        "bin_dir": host_bin_dir(data),
     }
 
 
@@ -410,12 +405,7 @@ def receive_vars(data) -> dict:
         "db_name": data.odoo_db_name,
         "odoo_user": data.odoo_user,
         "incoming_dir": incoming,
-        "production_data_dir": production_data_dir(data),
-        "kept": data.production_data_kept,
-        "verify_command": verify_command(data),
-        "bin_dir": f"{data.host_programs_dir}/bin",
-        "lock_file": deploy_lock_file(data),
-        "lock_wait": data.backup_lock_wait_sec,
+        "bin_dir": host_bin_dir(data),
         # restrict: no shell, pty, forwarding or agent; rrsync -wo: rsync writes into
         # incoming/ and nowhere else (-munge: symlinks sent are made harmless).
         "authorized_key": f'restrict,command="/usr/bin/rrsync -wo -munge {incoming}" {public_key}',
