@@ -164,6 +164,13 @@ backup_transfer_port = 22  # recette's SSH port
 backup_transfer_host_key = None
 backup_transfer_bwlimit_kbps = 0  # rsync --bwlimit for the transfer, in KiB/s (0: no limit)
 production_data_kept = 2  # verified production backups recette keeps, newest first
+# recette: what prod's key may store in incoming/ (one delivery: the dump and the
+# filestore); a delivery over it is refused, and incoming/ emptied
+production_data_incoming_limit_mib = 20480
+production_data_incoming_lock_wait_sec = 900  # a transfer waits this long for an acceptance's copy
+# What prod's key runs there, incoming/ appended: rrsync -wo writes into it and nowhere else
+# (-munge: symlinks sent are made harmless)
+production_data_receive_command = ["/usr/bin/rrsync", "-wo", "-munge"]
 
 # --- Status (make status): what gets flagged
 status_backup_max_age_hours = 36  # prod: newest backup older than this

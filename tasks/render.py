@@ -192,6 +192,12 @@ def incoming_dir(data) -> str:
     return f"{data.odoo_dumps_dir}/incoming"
 
 
+def incoming_lock_file(data) -> str:
+    """recette: a transfer session and the acceptance's copy of a delivery, one at a time
+    (beside incoming/, where the key cannot reach it)."""
+    return f"{data.odoo_dumps_dir}/.incoming.lock"
+
+
 def transfer_key_file(data) -> str:
     """prod: the private key of the backup transfer, used for nothing else (root:odoo 0640:
     odoo reads it, cannot replace it)."""
@@ -316,6 +322,10 @@ def host_config(data) -> dict:
         "production_data_in_use_file": production_data_in_use_file(data),
         "production_data_kept": data.production_data_kept,
         "incoming_dir": incoming_dir(data),
+        "incoming_lock_file": incoming_lock_file(data),
+        "incoming_lock_wait_sec": data.production_data_incoming_lock_wait_sec,
+        "incoming_limit_mib": data.production_data_incoming_limit_mib,
+        "receive_command": [*data.production_data_receive_command, incoming_dir(data)],
         "auto_deploy_state_file": auto_deploy_state_file(data),
         "backup_enabled": data.backup_enabled,
         "backup_dir": data.backup_dir,
@@ -400,15 +410,16 @@ def receive_vars(data) -> dict:
             "recette needs the backup transfer public key (the .pub beside"
             " OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE, see .env.template)"
         )
-    incoming = incoming_dir(data)
+    receive_program = host_program(data, "odoo-production-data-receive")
     return {
         "db_name": data.odoo_db_name,
         "odoo_user": data.odoo_user,
-        "incoming_dir": incoming,
+        "incoming_dir": incoming_dir(data),
+        "incoming_limit_mib": data.production_data_incoming_limit_mib,
         "bin_dir": host_bin_dir(data),
-        # restrict: no shell, pty, forwarding or agent; rrsync -wo: rsync writes into
-        # incoming/ and nowhere else (-munge: symlinks sent are made harmless).
-        "authorized_key": f'restrict,command="/usr/bin/rrsync -wo -munge {incoming}" {public_key}',
+        # restrict: no shell, pty, forwarding or agent; the command: rrsync -wo into
+        # incoming/, under its size limit (receive_command in the host config).
+        "authorized_key": f'restrict,command="{receive_program}" {public_key}',
     }
 
 

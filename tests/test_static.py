@@ -16,7 +16,13 @@ from conftest import PROJECT_DIR, RELEASES, TEST_SECRETS, release_data
 from pyinfra.api.exceptions import DeployError
 from pyinfra.api.util import get_template
 
-from tasks.render import ReleaseData, rendered_files, template_path, wkhtmltopdf_source
+from tasks.render import (
+    ReleaseData,
+    host_config,
+    rendered_files,
+    template_path,
+    wkhtmltopdf_source,
+)
 
 HOST_DIR = PROJECT_DIR / "host"
 PROJECT_SCRIPTS = ["tests/sandbox/sandbox.sh", "tests/system-deps.sh", ".ci/run"]
@@ -101,9 +107,18 @@ def test_recettes_key_line_restricts_to_rrsync_write_only(inventory):
     recette = release_data(inventory, "oca-france-recette", "debian-12")
     line = render(recette, "authorized_keys.j2").splitlines()[-1]
     assert line == (
-        'restrict,command="/usr/bin/rrsync -wo -munge /home/odoo/.odoo_dumps/incoming"'
+        'restrict,command="/opt/oca-france/bin/odoo-production-data-receive"'
         " ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAtest transfer"
     )
+    # What that program runs, under the incoming directory's size limit.
+    config = host_config(recette)
+    assert config["receive_command"] == [
+        "/usr/bin/rrsync",
+        "-wo",
+        "-munge",
+        "/home/odoo/.odoo_dumps/incoming",
+    ]
+    assert config["incoming_limit_mib"] == 20480
     assert "backup-transfer.key.j2" not in rendered_files(recette)  # recette sends nothing
 
 

@@ -6,6 +6,7 @@ Tests run in file order, on the backups test_5 left.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
@@ -14,6 +15,7 @@ import time
 
 from .conftest import (
     BACKUPS,
+    BIN,
     DB,
     GROUP_DATA,
     INCOMING,
@@ -356,6 +358,105 @@ def test_a_manifest_naming_a_path_is_refused(recette, prod):
         and recette.check_output("ls -A /home/odoo/.odoo_dumps | grep -c '^x' || true") == "0"
     )
     prod.check_output("rm -f /tmp/manifest.json")
+
+
+HOST_JSON = "/etc/oca-france/host.json"
+
+
+@contextlib.contextmanager
+def host_config_changed(host, **values):
+    """The host config with `values` changed, as an apply of other group data would write
+    it; the applied one put back after."""
+    change = (
+        f"import json; p = {HOST_JSON!r}; c = json.load(open(p)); c.update({values!r});"
+        " json.dump(c, open(p, 'w'), indent=2)"
+    )
+    host.check_output(
+        f"cp -p {HOST_JSON} {HOST_JSON}.test-saved && python3 -c {shlex.quote(change)}"
+    )
+    try:
+        yield
+    finally:
+        host.check_output(f"mv {HOST_JSON}.test-saved {HOST_JSON}")
+
+
+def test_a_delivery_over_the_limit_is_refused_and_the_disk_given_back(recette, prod):
+    before = backup_dirs(recette, PRODUCTION_DATA)
+    assert as_odoo(prod, "/opt/oca-france/bin/odoo-backup").rc == 0
+    newest = backup_dirs(prod)[-1]
+    size_mib = int(prod.check_output(f"du -sm {BACKUPS}/{newest} | cut -f1"))
+    assert size_mib >= 20  # the 40 MiB attachment of the killed transfer's test
+    accept = unit_invocation(recette, ACCEPT)
+    with host_config_changed(recette, incoming_limit_mib=size_mib // 2):
+        transfer = unit_invocation(prod, TRANSFER)
+        prod.run(f"sudo -u odoo systemctl start {TRANSFER}")
+        assert wait_unit_done(prod, TRANSFER, transfer) == "exit-code"
+    prod.check_output(f"systemctl reset-failed {TRANSFER}")
+    journal = prod.check_output(f"journalctl -u {TRANSFER} -o cat --no-pager -n 10")
+    assert "delivery refused" in journal, journal
+    assert f"({size_mib // 2}.0 MiB, incoming_limit_mib on recette)" in journal, journal
+    assert recette.check_output(f"ls -A {INCOMING}") == ""  # the disk given back
+    assert backup_dirs(recette, PRODUCTION_DATA) == before
+    assert unit_invocation(recette, ACCEPT) == accept  # no manifest sent: nothing to accept
+    # Under the applied limit, the next transfer sends it all again, and it is accepted.
+    transfer = unit_invocation(prod, TRANSFER)
+    prod.check_output(f"sudo -u odoo systemctl start {TRANSFER}")
+    assert wait_unit_done(prod, TRANSFER, transfer) == "success"
+    assert wait_unit_done(recette, ACCEPT, accept) == "success"
+    assert backup_dirs(recette, PRODUCTION_DATA)[-1] == newest
+    assert sent_bytes(prod) > size_mib * 2**20 * 0.9
+
+
+def journal_stamped(host, unit: str, since: str) -> list[tuple[float, str]]:
+    out = host.check_output(f"journalctl -u {unit} -o short-unix --no-pager --since @{since}")
+    lines = (line.split(" ", 1) for line in out.splitlines() if line[:1].isdigit())
+    return [(float(stamp), text) for stamp, text in lines]
+
+
+def first(lines: list[tuple[float, str]], text: str) -> float:
+    return next(stamp for stamp, line in lines if text in line)
+
+
+SLOW_COPY = "/run/systemd/system/odoo-production-data-accept.service.d/zz-test-slow-copy.conf"
+
+
+def test_two_deliveries_in_a_row_are_both_accepted(recette, prod):
+    """The second comes while recette still copies the first out of incoming/ (that copy
+    slowed down, in the test only): its transfer waits for the copy; both are accepted."""
+    recette.check_output(
+        "install -d /run/slow-accept"
+        " && printf '#!/bin/sh\\nsleep 20\\nexec /usr/bin/rsync \"$@\"\\n' > /run/slow-accept/rsync"
+        f" && chmod 755 /run/slow-accept/rsync && mkdir -p {SLOW_COPY.rsplit('/', 1)[0]}"
+        f" && printf '[Service]\\nEnvironment=PATH=/run/slow-accept:/usr/bin:/bin\\n' > {SLOW_COPY}"
+        " && systemctl daemon-reload"
+    )
+    since = recette.check_output("date +%s")
+    names = []
+    try:
+        for _ in range(2):
+            assert as_odoo(prod, "/opt/oca-france/bin/odoo-backup").rc == 0
+            names.append(backup_dirs(prod)[-1])
+            transfer = unit_invocation(prod, TRANSFER)
+            prod.check_output(f"sudo -u odoo systemctl start --no-block {TRANSFER}")
+            assert wait_unit_done(prod, TRANSFER, transfer, timeout=180) == "success"
+        deadline = time.monotonic() + 180
+        while backup_dirs(recette, PRODUCTION_DATA)[-2:] != names:
+            assert time.monotonic() < deadline, backup_dirs(recette, PRODUCTION_DATA)
+            time.sleep(1)
+        deadline = time.monotonic() + 60
+        while recette.service(ACCEPT).is_running and time.monotonic() < deadline:
+            time.sleep(1)
+    finally:
+        recette.check_output(f"rm -rf {SLOW_COPY} /run/slow-accept && systemctl daemon-reload")
+    accepted = journal_stamped(recette, ACCEPT, since)
+    assert not [line for _, line in accepted if "ERROR" in line], accepted
+    for name in names:
+        first(accepted, f"accepted {name}")
+    for name in names:  # each verified from its own copy, against its own manifest
+        recette.check_output(f"sudo -u odoo {BIN}/odoo-backup-verify {PRODUCTION_DATA}/{name}")
+    # The second transfer began while the first delivery was still being copied out.
+    transfers = journal_stamped(prod, TRANSFER, since)
+    assert first(transfers, f"sending {names[1]}") < first(accepted, f"verifying {names[0]}")
 
 
 def test_an_apply_without_the_key_material_stops_before_any_change(sandbox, prod):

@@ -19,6 +19,7 @@ import pytest
 from .conftest import (
     DB,
     DEPLOY,
+    INCOMING,
     PROD,
     RECETTE,
     SANDBOX_SCRIPT,
@@ -26,12 +27,17 @@ from .conftest import (
     deploy,
     head,
     main_pid,
+    neutralization,
     psql,
     run_backup,
+    unit_invocation,
+    wait_unit_done,
 )
 from .test_2_deploy import with_migration
 
 STATE = "/home/odoo/.odoo_dumps/.deploy.state"
+ACCEPT = "odoo-production-data-accept.service"
+ACCEPT_PATH = "odoo-production-data-accept.path"
 HISTORY = "/home/odoo/.odoo_dumps/deploy-history.jsonl"
 MARKER = "Written before the killed deploy"
 
@@ -141,7 +147,36 @@ def power_cut_and_boot(name: str) -> None:
     subprocess.run(["bash", str(SANDBOX_SCRIPT), "up"], check=True, timeout=300)
 
 
-def test_killed_during_restore_a_container_restart_repairs(sandbox, recette, prod):
+STARTS = "/var/tmp/odoo-starts.log"
+RECORDER = "/usr/local/sbin/record-odoo-start"
+RECORDER_DROP_IN = "/etc/systemd/system/odoo-oca-france.service.d/zz-test-record-start.conf"
+
+
+@pytest.fixture
+def starts_recorded(recette):
+    """Each start of the server that passes its guard, recorded with the data it starts on:
+    the neutralization flag (the test's own ExecStartPre, after the guard's)."""
+    recorder = f"""#!/bin/sh
+# Test only: the neutralization flag of the data each start of the server is on.
+flag=$(psql -XAtq -d {DB[RECETTE]} -c "SELECT value FROM ir_config_parameter \\
+    WHERE key = 'database.is_neutralized'" 2>/dev/null) || flag=unreadable
+echo "$(date +%s) ${{flag:-missing}}" >> {STARTS}
+"""
+    recette.check_output(
+        f"cat > {RECORDER} <<'EOF'\n{recorder}EOF\n"
+        f"chmod 755 {RECORDER} && install -o odoo -g odoo -m 644 /dev/null {STARTS}"
+        f" && mkdir -p {RECORDER_DROP_IN.rsplit('/', 1)[0]}"
+        f" && printf '[Service]\\nExecStartPre={RECORDER}\\n' > {RECORDER_DROP_IN}"
+        " && systemctl daemon-reload"
+    )
+    yield lambda: recette.check_output(f"cat {STARTS}").splitlines()
+    recette.check_output(f"rm -f {RECORDER_DROP_IN} {RECORDER} {STARTS} && systemctl daemon-reload")
+
+
+def test_killed_during_restore_a_container_restart_repairs(sandbox, recette, prod, starts_recorded):
+    """A power cut during the restore of production data, with a delivery from prod waiting
+    at boot (its acceptance runs while the boot repairs): Odoo never starts on production
+    data that is not neutralized."""
     # Production data large enough for the restore to take a while.
     psql(
         prod,
@@ -153,11 +188,19 @@ def test_killed_during_restore_a_container_restart_repairs(sandbox, recette, pro
         assert run_backup(prod, recette).rc == 0
     finally:
         psql(prod, DB[PROD], "DROP TABLE bench_payload")
+    assert neutralization(recette, DB[RECETTE])["flag"] == "true"
     recette.check_output("systemctl stop odoo-deploy-repair.timer")
+    # The same backup delivered again, left waiting: its acceptance starts at boot.
+    recette.check_output(f"systemctl stop {ACCEPT_PATH}")
+    transfer = unit_invocation(prod, "odoo-backup-transfer.service")
+    prod.check_output("sudo -u odoo systemctl start odoo-backup-transfer.service")
+    assert wait_unit_done(prod, "odoo-backup-transfer.service", transfer) == "success"
+    assert recette.file(f"{INCOMING}/manifest.json").exists
     psql(recette, DB[RECETTE], f"UPDATE res_company SET name = '{MARKER}'")
     previous = head(recette)
     start_deploy(recette, "killed-restore", "-R", previous)
     kill_at(recette, "killed-restore", "restoring")
+    recette.check_output(f": > {STARTS}")
     # A power cut: the container goes down with the half-restored database, and boots.
     power_cut_and_boot(RECETTE)
     assert_back_on(sandbox, recette, previous)
@@ -176,7 +219,16 @@ def test_killed_during_restore_a_container_restart_repairs(sandbox, recette, pro
         "systemctl show -p ExecMainStartTimestampMonotonic --value odoo-oca-france.service"
     )
     assert 0 < int(repaired) <= int(started)
+    # Every start since the power cut was on neutralized data.
+    starts = starts_recorded()
+    assert starts and all(line.split(" ", 1)[1] == "true" for line in starts), starts
+    # The delivery waiting at boot was accepted too, once the repair was done.
+    deadline = time.monotonic() + 120
+    while recette.file(f"{INCOMING}/manifest.json").exists and time.monotonic() < deadline:
+        time.sleep(1)
+    assert wait_unit_done(recette, ACCEPT, "", timeout=120) == "success"
     assert recette.service("odoo-deploy-repair.timer").is_running  # enabled: back at boot
+    assert recette.service(ACCEPT_PATH).is_running
 
 
 def test_a_kill_after_a_healthy_start_is_recorded_as_deployed(sandbox, recette):

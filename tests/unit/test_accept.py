@@ -96,7 +96,7 @@ def test_no_manifest_nothing_to_accept(recette):
     assert tree(recette.path("production_data_dir")) == []
 
 
-def test_a_delivery_waits_for_the_deploy_lock(recette):
+def test_a_delivery_waits_for_the_deploy_lock_then_fails_once_with_the_reason(recette):
     recette.config["backup_lock_wait_sec"] = 1
     recette.write_config()
     lock_file = recette.config["deploy_lock_file"]
@@ -104,8 +104,23 @@ def test_a_delivery_waits_for_the_deploy_lock(recette):
         fcntl.flock(held, fcntl.LOCK_EX)
         result = recette.run("odoo-production-data-accept")
     assert result.returncode == 1
-    assert f"{lock_file} still held after 1s" in result.stdout
-    assert (recette.path("incoming_dir") / "manifest.json").is_file()  # left for the next run
+    assert f"{NAME} is verified, but not accepted: {lock_file} still held after 1s" in result.stdout
+    # Consumed: the path unit does not start it again at once; prod's next delivery comes.
+    assert not (recette.path("incoming_dir") / "manifest.json").exists()
+    assert tree(recette.path("production_data_dir")) == []  # nothing partial left
+
+
+def test_a_transfer_session_holds_the_acceptance_off_the_delivery(recette):
+    """odoo-production-data-receive holds the incoming lock while prod's rsync writes."""
+    recette.config["incoming_lock_wait_sec"] = 1
+    recette.write_config()
+    lock_file = recette.config["incoming_lock_file"]
+    with open(lock_file, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = recette.run("odoo-production-data-accept")
+    assert result.returncode == 1
+    assert f"a transfer from prod is still writing: {lock_file} still held" in result.stdout
+    assert (recette.path("incoming_dir") / "manifest.json").is_file()  # not claimed
     assert tree(recette.path("production_data_dir")) == []
 
 

@@ -143,14 +143,19 @@ def test_the_acceptance_waits_for_the_repair_of_an_unfinished_deploy(make_host):
 
 def test_the_acceptance_gives_up_on_a_deploy_left_unfinished(make_host):
     host = make_host()
+    host.fake("pg_restore", "exit 0")
     delivered(host, "oca-france-production-20261202T023000")
     host.path("deploy_state_file").write_text("step=restoring\nref=origin/18.0\n")
     host.config["backup_lock_wait_sec"] = 2
     host.write_config()
     result = host.run("odoo-production-data-accept")
     assert result.returncode == 1
-    assert "still unfinished (step restoring)" in result.stdout
-    assert (host.path("incoming_dir") / "manifest.json").exists()  # retried later
+    assert "not accepted: a deploy of origin/18.0 is still unfinished (step restoring)" in (
+        result.stdout
+    )
+    # Said once: the manifest is consumed, the path unit does not retry it every 2 s.
+    assert not (host.path("incoming_dir") / "manifest.json").exists()
+    assert list(host.path("production_data_dir").iterdir()) == []
 
 
 def activity(tmp_path, state: str | None = None, hold: bool = False) -> str:

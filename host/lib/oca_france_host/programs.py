@@ -11,6 +11,7 @@ PROGRAMS = {
     "odoo-backup-verify": "verify",
     "odoo-backup-prune": "prune",
     "odoo-production-data-accept": "accept",
+    "odoo-production-data-receive": "receive",
     "odoo-status": "status",
 }
 
