@@ -356,11 +356,11 @@ repair() {
     log "a deploy of ${STATE[ref]:-?} (${STATE[to]:-?}) by ${STATE[by]:-?} died at step" \
         "'$died_at'${STATE[log]:+ (its log: ${STATE[log]})}: repairing"
     case "${STATE[step]:-}" in
-        preflight | stopping | snapshot)
+        preflight | stopping | snapshot | restarting)
             drop_snapshot "${STATE[snapshot]:-}"
             what="the previous release was still in place"
             result=repaired
-            set_state step starting  # the service's guard lets this start pass
+            set_state step restarting  # the service's guard lets this start pass
             if [[ "$mode" != boot ]] && ! start_service; then result=broken; fi
             ;;
         healthy)

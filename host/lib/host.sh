@@ -29,9 +29,7 @@ host_lock() {
 }
 
 # A deploy is unfinished while its state file is there (it died, or it runs): nothing but
-# its repair may act on the data. Prints "<ref> <step>" when one is.
+# its repair may act on the data. Prints "<ref> <step>" when one is (lock.py reads it).
 host_unfinished_deploy() {
-    [[ -f "$HOST_DEPLOY_STATE_FILE" ]] || return 1
-    printf '%s %s\n' "$(sed -n 's/^ref=//p' "$HOST_DEPLOY_STATE_FILE")" \
-        "$(sed -n 's/^step=//p' "$HOST_DEPLOY_STATE_FILE")"
+    host_py lock unfinished "$HOST_DEPLOY_STATE_FILE"
 }

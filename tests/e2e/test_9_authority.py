@@ -16,7 +16,15 @@ from .conftest import (
     unit_invocation,
     wait_unit_done,
 )
-from .test_7_repair import STATE, kill_at, slow_update, start_deploy, state_step, wait_for
+from .test_7_repair import (
+    STATE,
+    history,
+    kill_at,
+    slow_update,
+    start_deploy,
+    state_step,
+    wait_for,
+)
 
 SERVICE = "odoo-oca-france.service"
 
@@ -76,3 +84,56 @@ def test_a_backup_waiting_on_a_killed_deploy_never_saves_its_half_state(sandbox,
     assert head(prod) == previous
     company = psql(prod, DB[PROD], "SELECT name FROM res_company ORDER BY id LIMIT 1")
     assert "(half-updated)" not in company  # the snapshot's data, not the half migration
+
+
+SNAPSHOTS = "/home/odoo/.odoo_dumps/snapshots"
+FAILING_START = "/etc/systemd/system/odoo-oca-france.service.d/zz-test-failing-start.conf"
+
+
+def test_exit_4_only_when_the_previous_release_serves_again(sandbox, recette):
+    """The snapshot fails (its directory made unwritable, in the test only): the previous
+    release is started again, exit 4. When it does not start either (a failing
+    ExecStartPre, test only), the deploy says the site is down: exit 6, its state kept for
+    the repair, which puts the site back once the start works again."""
+    previous = head(recette)
+    sandbox.push_commit("exit4/target", "Exit 4", slow_update(1, "18.0.8.0.0", half_update=False))
+    recette.check_output(
+        f"mv {SNAPSHOTS} {SNAPSHOTS}.test-saved && install -d -o root -g root -m 755 {SNAPSHOTS}"
+    )
+    try:
+        result = deploy(recette, "origin/exit4/target")
+        assert result.rc == 4, result.stdout + result.stderr
+        assert "the previous release is up again" in result.stdout
+        sandbox.wait_healthy(RECETTE, timeout=10)
+        assert head(recette) == previous
+        assert not recette.file(STATE).exists
+        assert history(recette)[-1]["result"] == "failed"
+
+        recette.check_output(
+            f"mkdir -p {FAILING_START.rsplit('/', 1)[0]}"
+            f" && printf '[Service]\\nExecStartPre=/bin/false\\n' > {FAILING_START}"
+            " && systemctl daemon-reload"
+        )
+        recette.check_output("systemctl stop odoo-deploy-repair.timer")
+        result = deploy(recette, "origin/exit4/target")
+        # (Restart= retries within RestartSec, its guard then repairs: look at once.)
+        assert recette.file(STATE).exists  # for the repair
+        assert result.rc == 6, result.stdout + result.stderr
+        assert "the previous release did not start again: the site is down" in result.stderr
+        assert history(recette)[-1]["result"] == "broken"
+        assert not recette.service(SERVICE).is_running
+    finally:
+        recette.check_output(
+            f"rm -rf {SNAPSHOTS} {FAILING_START} && mv {SNAPSHOTS}.test-saved {SNAPSHOTS}"
+            " && systemctl daemon-reload && systemctl start odoo-deploy-repair.timer"
+        )
+    wait_for(lambda: not recette.file(STATE).exists, 150, "the repair")
+    sandbox.wait_healthy(RECETTE, timeout=60)
+    assert head(recette) == previous
+    entry = history(recette)[-1]
+    # Nothing to put back: the previous release had only to be started.
+    assert (entry["action"], entry["result"], entry["failed_step"]) == (
+        "repair",
+        "repaired",
+        "restarting",
+    )

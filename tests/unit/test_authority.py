@@ -55,7 +55,7 @@ def test_the_guard_refuses_a_start_during_a_deploys_downtime(deployed):
 
 def test_the_guard_lets_the_deploy_start_its_own_release(deployed):
     fake_services(deployed)
-    for step in ("starting", "rolling-back"):
+    for step in ("starting", "restarting", "rolling-back"):
         died_at(deployed, step)
         with hold_lock(deployed):
             assert deployed.run("deploy", "--guard").returncode == 0, step

@@ -69,7 +69,7 @@ def test_a_failed_fetch_exits_3(deployed):
     assert "git fetch failed" in result.stderr
 
 
-@pytest.mark.parametrize("step", ["preflight", "stopping", "snapshot"])
+@pytest.mark.parametrize("step", ["preflight", "stopping", "snapshot", "restarting"])
 def test_a_deploy_that_died_before_the_release_is_repaired_by_starting_it_again(deployed, step):
     fake_services(deployed)
     died_at(deployed, step)

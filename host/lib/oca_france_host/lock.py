@@ -4,11 +4,16 @@ The lock (flock on deploy_lock_file) is held by whoever touches the database, th
 or the service: a deploy, a backup, a repair, recette's acceptance. The state file
 (deploy_state_file, key=value lines written by the deploy before each step) outlives a
 deploy that died: while it is there, the deploy is unfinished and only its repair may act.
+
+    python3 -m oca_france_host.lock unfinished STATE_FILE
+        "<ref> <step>" of the unfinished deploy (the bash programs: host_unfinished_deploy);
+        status 1 when none is
 """
 
 from __future__ import annotations
 
 import fcntl
+import sys
 import time
 from pathlib import Path
 
@@ -61,3 +66,18 @@ def read_state(state_file: str) -> dict[str, str] | None:
         return None
     pairs = (line.split("=", 1) for line in lines if "=" in line)
     return {key: value for key, value in pairs}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "unfinished":
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    state = read_state(argv[1])
+    if state is None:
+        return 1
+    print(state.get("ref", "?"), state.get("step", "?"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
