@@ -425,7 +425,7 @@ def test_two_deliveries_in_a_row_are_both_accepted(recette, prod):
     slowed down, in the test only): its transfer waits for the copy; both are accepted."""
     recette.check_output(
         "install -d /run/slow-accept"
-        " && printf '#!/bin/sh\\nsleep 20\\nexec /usr/bin/rsync \"$@\"\\n' > /run/slow-accept/rsync"
+        " && printf '#!/bin/sh\\nsleep 30\\nexec /usr/bin/rsync \"$@\"\\n' > /run/slow-accept/rsync"
         f" && chmod 755 /run/slow-accept/rsync && mkdir -p {SLOW_COPY.rsplit('/', 1)[0]}"
         f" && printf '[Service]\\nEnvironment=PATH=/run/slow-accept:/usr/bin:/bin\\n' > {SLOW_COPY}"
         " && systemctl daemon-reload"

@@ -38,20 +38,24 @@ def say(message: str) -> None:
 
 def usage(directory: Path) -> int:
     """The bytes the directory's entries take: each at least a block, sparse files at their
-    size (an upper bound of what they may come to take)."""
+    size (an upper bound of what they may come to take). Entries removed meanwhile (rsync's
+    temporary files, --delete) count for nothing."""
     total = 0
     stack = [directory]
     while stack:
-        with os.scandir(stack.pop()) as entries:
-            for entry in entries:
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:  # removed meanwhile (rsync's temporary files)
-                    continue
-                taken = max(info.st_size, info.st_blocks * 512)
-                total += max(-(-taken // BLOCK) * BLOCK, BLOCK)
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            taken = max(info.st_size, info.st_blocks * 512)
+            total += max(-(-taken // BLOCK) * BLOCK, BLOCK)
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
     return total
 
 
@@ -63,9 +67,9 @@ def filesystem_used(directory: Path) -> int:
 def empty(directory: Path) -> None:
     for entry in directory.iterdir():
         if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
+            shutil.rmtree(entry, ignore_errors=True)
         else:
-            entry.unlink()
+            entry.unlink(missing_ok=True)
 
 
 def mib(size: int) -> str:
