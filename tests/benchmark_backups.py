@@ -6,7 +6,9 @@ generation's, in one run on the sandbox (a benchmark, not a test).
 Production gets about 1 GB of database (a table of random text) and 2 GB of incompressible
 attachments; then "a day later", 20 MB of new attachments. Measured:
 - odoo-backup (pg_dump + filestore snapshot hard-linked to the previous backup): time, disk
-  each backup adds, bytes the transfer sends to recette; recette's restore (deploy -R);
+  each backup adds, bytes the transfer sends to recette; recette's acceptance (its copy out
+  of the incoming directory, hard-linked to the previous accepted backup, and its verify)
+  and the disk that copy adds; recette's restore (deploy -R);
 - the previous generation's way, as `click-odoo-backupdb --format folder` did: pg_dump and a
   full copy of the filestore each day (and `scp -r` of all of it: every byte sent); its
   restore (pg_restore and a copy of the filestore), on the same kind of container.
@@ -27,6 +29,7 @@ DB = "oca-france-production"
 HOME = "/home/odoo"
 FILESTORE = f"{HOME}/.local/share/Odoo/filestore/{DB}"
 BACKUPS = f"{HOME}/.odoo_dumps/backups"
+PRODUCTION_DATA = f"{HOME}/.odoo_dumps/production-data"  # recette's accepted copies
 PREVIOUS_WAY = f"{HOME}/bench-previous-way"  # the previous generation's backups
 ROWS = 8_000_000  # about 1 GB of table (three md5s of text per row)
 ATTACHMENTS_MIB = 2048  # the filestore, in 1 MiB attachments
@@ -122,6 +125,14 @@ def sent_bytes() -> int:
     return int(files) + int(manifest)
 
 
+def added_by(host: str, directory: str, name: str) -> int:
+    """The disk `name` adds in `directory`: du counts a file hard-linked into several
+    backups once, in the first it lists."""
+    others = as_odoo(host, f"ls -d {directory}/* | grep -v {name} || true").split()
+    sizes = as_odoo(host, f"du -sb {' '.join(others)} {directory}/{name} | cut -f1").split()
+    return int(sizes[-1])
+
+
 def odoo_backup() -> dict:
     """One odoo-backup.service run, then its transfer and recette's acceptance."""
     transfer = unit_invocation(PROD, "odoo-backup-transfer.service")
@@ -132,15 +143,15 @@ def odoo_backup() -> dict:
     wait_done(PROD, "odoo-backup-transfer.service", transfer)
     transfer_seconds = time.monotonic() - start - backup_seconds
     wait_done(RECETTE, "odoo-production-data-accept.service", accept)
+    accept_seconds = time.monotonic() - start - backup_seconds - transfer_seconds
     name = newest_backup()
-    # du counts a file hard-linked into several backups once, in the first it lists.
-    others = as_odoo(PROD, f"ls -d {BACKUPS}/* | grep -v {name} || true").split()
-    sizes = as_odoo(PROD, f"du -sb {' '.join(others)} {BACKUPS}/{name} | cut -f1").split()
     return {
         "name": name,
         "backup_s": backup_seconds,
         "transfer_s": transfer_seconds,
-        "added": int(sizes[-1]),
+        "accept_s": accept_seconds,
+        "added": added_by(PROD, BACKUPS, name),
+        "accepted_added": added_by(RECETTE, PRODUCTION_DATA, name),
         "sent": sent_bytes(),
         "dump": int(as_odoo(PROD, f"stat -c %s {BACKUPS}/{name}/{DB}.dump")),
     }
@@ -213,10 +224,14 @@ def run() -> list[tuple[str, str, str]]:
         ("day 1: disk added", mib(day1["added"]), mib(old1["added"])),
         ("day 1: sent to recette", mib(day1["sent"]), mib(old1["sent"])),
         ("day 1: transfer time", f"{day1['transfer_s']:.0f} s", "-"),
+        ("day 1: recette's acceptance (copy and verify)", f"{day1['accept_s']:.0f} s", "-"),
+        ("day 1: disk the accepted copy adds on recette", mib(day1["accepted_added"]), "-"),
         ("day 2: backup time", f"{day2['backup_s']:.0f} s", f"{old2['backup_s']:.0f} s"),
         ("day 2: disk added", mib(day2["added"]), mib(old2["added"])),
         ("day 2: sent to recette", mib(day2["sent"]), mib(old2["sent"])),
         ("day 2: transfer time", f"{day2['transfer_s']:.0f} s", "-"),
+        ("day 2: recette's acceptance (copy and verify)", f"{day2['accept_s']:.0f} s", "-"),
+        ("day 2: disk the accepted copy adds on recette", mib(day2["accepted_added"]), "-"),
         ("day 2: target (dump + 1.2 x new attachments)", mib(target), "-"),
         (
             "restore on recette (database and filestore)",
