@@ -181,3 +181,4 @@ recette_automation = False  # auto-deploy on branch moves and weekly production 
 fail2ban_enabled = True  # fail2ban on sshd
 auto_deploy_calendar = "*-*-* *:*:00"  # when the recette checks whether the branch moved
 weekly_deploy_calendar = "Mon *-*-* 04:00:00"  # weekly refresh from production data
+weekly_deploy_lock_wait_sec = 900  # ... waiting this long for a running deploy or acceptance

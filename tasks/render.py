@@ -356,6 +356,7 @@ def automation_vars(data, calendar: str | None = None) -> dict:
         "checkout": data.oca_france_dir,
         "bin_dir": host_bin_dir(data),
         "calendar": calendar,
+        "refresh_lock_wait_sec": data.weekly_deploy_lock_wait_sec,
     }
 
 

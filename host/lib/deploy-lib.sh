@@ -163,7 +163,9 @@ PYTHON
 
 # --- The lock: one deploy (or backup, or repair) at a time (host_lock, host.sh).
 take_lock() {
-    host_lock 0 || die "$EXIT_REFUSED" "another deploy or a backup is running (lock $LOCK_FILE)"
+    local held="another deploy, a backup or a repair is running (lock $LOCK_FILE)"
+    ((LOCK_WAIT == 0)) || held="$held, still after ${LOCK_WAIT}s"
+    host_lock "$LOCK_WAIT" || die "$EXIT_REFUSED" "$held"
 }
 
 # --- Service

@@ -124,7 +124,7 @@ def test_backup_and_deploy_never_overlap(prod):
     refused = prod.run(f"sudo -u odoo {DEPLOY} 18.0-20261127")
     prod.run("systemctl stop hold-deploy-lock-2.service")
     assert refused.rc == 2, refused.stdout + refused.stderr
-    assert "another deploy or a backup is running" in refused.stderr
+    assert "another deploy, a backup or a repair is running" in refused.stderr
 
 
 def test_failed_backup_fails_the_unit_and_leaves_nothing_partial(sandbox, prod):

@@ -5,6 +5,8 @@ with a real git checkout and fake systemctl, psql, curl and uv."""
 from __future__ import annotations
 
 import fcntl
+import threading
+import time
 
 import pytest
 
@@ -52,7 +54,32 @@ def test_a_running_deploy_is_refused(deployed):
         fcntl.flock(lock, fcntl.LOCK_EX)
         result = deployed.run("deploy", "origin/18.0")
     assert result.returncode == 2
-    assert "another deploy or a backup is running" in result.stderr
+    assert "another deploy, a backup or a repair is running" in result.stderr
+
+
+def test_with_wait_a_deploy_waits_for_the_lock_then_goes_on(deployed):
+    """The weekly refresh (--wait): a short hold, odoo-auto-deploy's fetch, does not make it
+    skip a week; a long one is refused once the wait is over."""
+    lock = open(deployed.config["deploy_lock_file"], "w")  # noqa: SIM115 - held by the test
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    threading.Timer(2, lock.close).start()
+    started = time.monotonic()
+    result = deployed.run("deploy", "--wait", "30", "--dry-run", "origin/18.0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert time.monotonic() - started >= 2
+    assert "waiting up to 30s" in result.stderr
+    with open(deployed.config["deploy_lock_file"], "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = deployed.run("deploy", "--wait", "1", "origin/18.0")
+    assert result.returncode == 2
+    assert "a repair is running (lock " in result.stderr and "still after 1s" in result.stderr
+
+
+@pytest.mark.parametrize("wait", ["", "soon", "-1"])
+def test_wait_takes_seconds(deployed, wait):
+    result = deployed.run("deploy", "--wait", *([wait] if wait else []), "origin/18.0")
+    assert result.returncode == 1
+    assert "--wait takes a number of seconds" in result.stderr
 
 
 def test_an_unknown_ref_is_refused_after_the_fetch(deployed):
