@@ -75,6 +75,25 @@ def test_many_files_that_add_up_past_the_limit_stop_the_session(recette):
     assert not finished.exists()  # stopped, not let run to its end
 
 
+def test_space_freed_elsewhere_meanwhile_does_not_hide_the_growth(recette):
+    """Another writer on the filesystem (PostgreSQL's vacuum, a prune) frees more than the
+    session writes: the filesystem's count goes down, the directory is walked all the same."""
+    elsewhere = recette.root / "vacuumed"
+    elsewhere.mkdir()
+    for i in range(1, 41):
+        (elsewhere / str(i)).write_bytes(b"x" * 2 * MIB)
+    finished = recette.root / "finished"
+    result = session(
+        recette,
+        "for i in $(seq 1 40); do\n"
+        f"    rm {elsewhere}/$i; head -c 500000 /dev/urandom > f$i; sync; sleep 0.1\n"
+        f"done\ntouch {finished}",
+    )
+    assert result.returncode == 1
+    assert "delivery refused" in result.stderr
+    assert not finished.exists()
+
+
 def test_many_empty_files_count_too(recette):
     """Each file takes a block at least: an inode flood is bounded by the same limit."""
     result = session(recette, "mkdir d && cd d && touch $(seq 1 2000)")
@@ -100,6 +119,7 @@ def test_a_session_waits_for_the_acceptances_copy_then_writes(recette):
     result = session(recette, "touch written")
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started >= 2
+    assert "is held (a deploy, a backup or a repair): waiting up to 900s" in result.stderr
     assert (recette.path("incoming_dir") / "written").exists()
 
 

@@ -22,7 +22,13 @@ class LockBusy(Exception):
     """The lock stayed held for the whole wait."""
 
 
-def take(lock_file: str, wait: float, poll: float = 1.0):
+def waiting(message: str) -> None:
+    """The line every program says when it waits (host_lock in host.sh says the same)."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    print(f"{stamp} {Path(sys.argv[0]).name}: {message}", file=sys.stderr, flush=True)
+
+
+def take(lock_file: str, wait: float, poll: float = 1.0, say: bool = True):
     """The lock, waiting up to `wait` seconds; an open handle (closing it releases it)."""
     handle = open(lock_file, "a")  # noqa: SIM115 - held by the caller
     deadline = time.monotonic() + wait
@@ -36,6 +42,12 @@ def take(lock_file: str, wait: float, poll: float = 1.0):
                 raise LockBusy(
                     f"{lock_file} still held after {wait:.0f}s (a deploy, backup or repair)"
                 ) from None
+            if say:
+                waiting(
+                    f"{lock_file} is held (a deploy, a backup or a repair): waiting up to"
+                    f" {wait:.0f}s"
+                )
+                say = False
             time.sleep(poll)
 
 
@@ -44,17 +56,25 @@ def take_when_finished(lock_file: str, state_file: str, wait: float, poll: float
     its repair comes first), the lock is left to the repair and taken again later. Raises
     LockBusy after `wait` seconds."""
     deadline = time.monotonic() + wait
+    said = False  # one waiting line per wait, not one per try
     while True:
-        held = take(lock_file, max(deadline - time.monotonic(), 0), poll)
+        held = take(lock_file, max(deadline - time.monotonic(), 0), poll, say=not said)
         unfinished = read_state(state_file)
         if unfinished is None:
             return held
         held.close()
+        ref, step = unfinished.get("ref", "?"), unfinished.get("step", "?")
         if time.monotonic() >= deadline:
             raise LockBusy(
-                f"a deploy of {unfinished.get('ref', '?')} is still unfinished (step"
-                f" {unfinished.get('step', '?')}) after {wait:.0f}s: its repair comes first"
+                f"a deploy of {ref} is still unfinished (step {step}) after {wait:.0f}s:"
+                " its repair comes first"
             )
+        if not said:
+            waiting(
+                f"a deploy of {ref} is unfinished (step {step}): waiting up to {wait:.0f}s"
+                " for its repair"
+            )
+            said = True
         time.sleep(poll)
 
 

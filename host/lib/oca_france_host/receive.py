@@ -9,7 +9,7 @@ Each rsync session of prod's transfer:
   2. runs rrsync -wo (write into the incoming directory, nothing else) under a size limit,
      incoming_limit_mib for the whole directory: no file may grow past what is left (the
      kernel's RLIMIT_FSIZE: rsync fails with "File too large"), and the session is stopped
-     within a second of the directory going over it;
+     within seconds of the directory going over it (Watch);
   3. a session that went over is refused: the incoming directory is emptied (it only holds
      the last delivery, already copied out: prod's next transfer sends everything again).
 Messages go to stderr: prod's rsync shows them, and its unit fails with them.
@@ -23,12 +23,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from oca_france_host import config, lock
 
 BLOCK = 4096  # what a file or a directory takes at least: many small files add up too
 POLL_SEC = 1.0
+WALK_EVERY_SEC = 2.0
 RSYNC_FILE_IO_ERROR = 11  # rsync's status when a write fails: past RLIMIT_FSIZE, disk full
 
 
@@ -77,21 +79,30 @@ def mib(size: int) -> str:
 
 
 class Watch:
-    """The incoming directory's size during a session, cheaply: the filesystem's own count
-    each second, the directory walked only when that count says the limit may be passed
-    (other writers on the filesystem, PostgreSQL, move it too)."""
+    """The incoming directory's size during a session: walked every WALK_EVERY_SEC (or
+    rarer for a tree so large that walking it would take more than a tenth of the time),
+    and at once when the filesystem's own count, read each second, says the limit may be
+    passed (that count moves with every writer on the filesystem, PostgreSQL included, up
+    and down: it hastens a walk, never replaces one)."""
 
     def __init__(self, directory: Path, limit: int):
         self.directory, self.limit = directory, limit
-        self.rebase(usage(directory))
+        self.walk()
+
+    def walk(self) -> None:
+        started = time.monotonic()
+        self.rebase(usage(self.directory))
+        spent = time.monotonic() - started
+        self.next_walk = time.monotonic() + max(WALK_EVERY_SEC, 10 * spent)
 
     def rebase(self, used: int) -> None:
         self.used, self.fs_used = used, filesystem_used(self.directory)
 
     def over(self) -> bool:
-        if self.used + filesystem_used(self.directory) - self.fs_used <= self.limit:
+        estimate = self.used + filesystem_used(self.directory) - self.fs_used
+        if estimate <= self.limit and time.monotonic() < self.next_walk:
             return False
-        self.rebase(usage(self.directory))
+        self.walk()
         return self.used > self.limit
 
 
@@ -136,7 +147,7 @@ def main(argv: list[str]) -> int:
         if watch.used > limit:  # the limit was lowered: start from nothing
             say(f"{incoming} holds {mib(watch.used)}, over its {mib(limit)}: emptied first")
             empty(incoming)
-            watch.rebase(usage(incoming))
+            watch.walk()
         status, stopped = run_limited(command, max(limit - watch.used, 0), watch)
         if stopped or status == RSYNC_FILE_IO_ERROR or usage(incoming) > limit:
             empty(incoming)
