@@ -26,6 +26,7 @@ from tasks.render import (
     venv_sync_command,
 )
 from tasks.util import (
+    atomic_sync,
     command_succeeds,
     database_exists,
     host_data,
@@ -54,7 +55,8 @@ for path in (data.host_programs_dir, data.host_config_dir):
     )
 
 for part, mode in (("bin", "755"), ("lib", "644")):
-    files.sync(
+    # One rename a file: a running deploy's bash reads its script as it goes.
+    atomic_sync(
         name=f"Install the host programs' {part}/ ({data.host_programs_dir}/{part})",
         src=str(HOST_DIR / part),
         dest=f"{data.host_programs_dir}/{part}",

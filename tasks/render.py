@@ -315,6 +315,7 @@ def host_config(data) -> dict:
         "deploy_disk_margin_mib": data.deploy_disk_margin_mib,
         "postgresql_data_root": data.postgresql_data_root,
         "git_fetch_timeout_sec": data.git_fetch_timeout_sec,
+        "venv_sync_timeout_sec": data.venv_sync_timeout_sec,
         "repair_lock_wait_sec": data.repair_lock_wait_sec,
         "deploy_restore_allowed": data.deploy_restore_allowed,
         "deploy_ref_pattern": data.deploy_ref_pattern,

@@ -114,6 +114,46 @@ def run_unless(command: str, done: Callable[[], bool]):
     yield StringCommand(command)
 
 
+STAGED_SUFFIX = ".pyinfra-new"
+
+
+def renamed_into_place(commands):
+    """An operation's commands, each file upload going to a staged name beside its
+    destination and then renamed over it. pyinfra writes an upload into the file itself: a
+    reader at that moment (a timer's program reading host.json, bash running a script it is
+    being rewritten under) would see half a file. A rename gives it the old file or the new."""
+    for command in commands:
+        if not isinstance(command, FileUploadCommand):
+            yield command
+            continue
+        dest = shlex.quote(command.dest)
+        staged = shlex.quote(command.dest + STAGED_SUFFIX)
+        yield FileUploadCommand(
+            command.src,
+            command.dest + STAGED_SUFFIX,
+            remote_temp_filename=command.remote_temp_filename,
+            **command.connector_arguments,
+        )
+        # The old file's owner and mode until the operation sets the wanted ones: no moment
+        # where a program is not executable, or a file more readable than it was.
+        yield StringCommand(
+            f"if [ -e {dest} ]; then chown --reference={dest} {staged}"
+            f" && chmod --reference={dest} {staged}; fi && mv -f {staged} {dest}"
+        )
+
+
+@operation()
+def atomic_template(**arguments):
+    """files.template, the file replaced in one rename (renamed_into_place)."""
+    yield from renamed_into_place(files.template._inner(**arguments))
+
+
+@operation()
+def atomic_sync(**arguments):
+    """files.sync, each file replaced in one rename (renamed_into_place)."""
+    yield from renamed_into_place(files.sync._inner(**arguments))
+
+
 @operation()
 def secret_template(src: str, dest: str, user: str, group: str, mode: str, **data):
     """files.template for files that hold secrets: it converges the same way, but neither
@@ -125,15 +165,17 @@ def secret_template(src: str, dest: str, user: str, group: str, mode: str, **dat
     if not remote or host.get_fact(Sha1File, path=dest) != wanted_sha1:
         host.log(f"Will write {dest} (content not shown: it holds secrets)")
         # Never world-readable on its way: the upload's temporary file is made 0600 by the
-        # connecting user before any byte goes in, and the destination gets its owner and
-        # mode first (writing into an existing file keeps them).
+        # connecting user before any byte goes in, and the staged file beside the destination
+        # gets its owner and mode first (writing into an existing file keeps them). Then one
+        # rename: a reader sees the old file or the new one.
         temp = host.get_temp_filename(dest)
+        staged = dest + STAGED_SUFFIX
         yield StringCommand("install", "-m", "600", "/dev/null", temp, _sudo=False)
-        if not remote:
-            yield StringCommand("install", "-m", mode, "/dev/null", dest)
-        yield file_utils.chown(dest, user, group)
-        yield file_utils.chmod(dest, mode)
-        yield FileUploadCommand(StringIO(content), dest, remote_temp_filename=temp)
+        yield StringCommand("rm", "-f", staged)
+        yield StringCommand("install", "-m", mode, "/dev/null", staged)
+        yield file_utils.chown(staged, user, group)
+        yield FileUploadCommand(StringIO(content), staged, remote_temp_filename=temp)
+        yield StringCommand("mv", "-f", staged, dest)
         yield StringCommand("rm", "-f", temp, _sudo=False)
         return
 
@@ -156,7 +198,7 @@ def install_template(
     holds_secrets: write it with secret_template, so no diff or log ever shows its content.
     """
     dest, variables = rendered_files(host_data())[template]
-    write = secret_template if holds_secrets else files.template
+    write = secret_template if holds_secrets else atomic_template
     return write(
         name=name,
         src=template_path(template),

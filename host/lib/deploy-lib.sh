@@ -214,12 +214,22 @@ checkout_code() {
 
 # uv sync until uv finds the venv up to date: the first sync of a fresh clone installs
 # __manifest__.py files that the app's cache-keys glob matches (see group_data/all.py).
+# Bounded: a hung download must not hold the lock for ever (while serving: the deploy is
+# refused; during the downtime: rolled back).
 sync_venv() {
     (
         cd "$1" || exit 1
-        "${HOST_SYNC_COMMAND[@]}" || exit 1
-        "${HOST_SYNC_CHECK_COMMAND[@]}" >/dev/null 2>&1 || "${HOST_SYNC_COMMAND[@]}"
+        sync_bounded || exit 1
+        "${HOST_SYNC_CHECK_COMMAND[@]}" >/dev/null 2>&1 || sync_bounded
     )
+}
+
+sync_bounded() {
+    timeout --kill-after=30 "$HOST_VENV_SYNC_TIMEOUT_SEC" "${HOST_SYNC_COMMAND[@]}" && return 0
+    local status=$?
+    ((status != 124 && status != 137)) \
+        || log "ERROR: ${HOST_SYNC_COMMAND[*]} took more than ${HOST_VENV_SYNC_TIMEOUT_SEC}s"
+    return "$status"
 }
 
 # The next release built beside the running one, while the site serves: a worktree of the

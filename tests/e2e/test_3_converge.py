@@ -20,7 +20,8 @@ from .conftest import (
     what_changed,
 )
 
-WATCHED = [ODOO_CONF, "/etc/oca-france/host.json", f"{BIN}/deploy"]
+HOST_CONFIG = "/etc/oca-france/host.json"
+WATCHED = [ODOO_CONF, HOST_CONFIG, f"{BIN}/deploy"]
 
 
 def fingerprint(host) -> tuple[str, str]:
@@ -63,14 +64,29 @@ def test_dry_run_shows_the_diff_changes_nothing_and_hides_secrets(sandbox, recet
     assert fingerprint(recette) == before
 
 
+def inodes(host) -> list[str]:
+    return host.check_output(f"stat -c %i {ODOO_CONF} {HOST_CONFIG}").split()
+
+
 def test_config_change_restarts_odoo_once_and_never_prints_the_secret(sandbox, recette):
     pid = main_pid(recette)
-    changed = sandbox.apply("-vvv", "--limit", RECETTE, "--data", "odoo_workers=3")
+    before = inodes(recette)
+    changed = sandbox.apply(
+        "-vvv", "--limit", RECETTE, "--data", "odoo_workers=3", "--data", "odoo_start_timeout=121"
+    )
     output = changed.stdout + changed.stderr
     assert changed.returncode == 0, output[-5000:]
     for secret in sandbox.secrets:
         assert secret not in output
     assert "workers = 3\n" in recette.file(ODOO_CONF).content_string
+    assert '"odoo_start_timeout": 121' in recette.file(HOST_CONFIG).content_string
+    # Each file replaced by a rename, never rewritten in place: a timer's program reading
+    # host.json at that moment sees the old file or the new one, not half of one.
+    after = inodes(recette)
+    assert after[0] != before[0] and after[1] != before[1], (before, after)
+    assert recette.file(ODOO_CONF).mode == 0o640 and recette.file(ODOO_CONF).group == "odoo"
+    staged = f"find /etc/oca-france /etc/systemd/system {BIN} -name '*.pyinfra-new'"
+    assert recette.check_output(staged) == ""
     assert main_pid(recette) != pid
     sandbox.wait_healthy(RECETTE)
 

@@ -86,6 +86,24 @@ def test_a_hung_fetch_is_cut_short(deployed):
     assert time.monotonic() - started < 20
 
 
+def test_a_hung_venv_sync_is_cut_short_and_refused_while_serving(deployed):
+    (deployed.origin / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "2"\n')
+    git("add", "-A", cwd=deployed.origin)
+    git("commit", "-qm", "two", cwd=deployed.origin)
+    deployed.config["venv_sync_timeout_sec"] = 1
+    deployed.write_config()
+    fake_services(deployed)
+    deployed.fake("uv", 'case "$1" in python) echo /usr/bin/python3 ;; sync) sleep 30 ;; esac')
+    started = time.monotonic()
+    result = deployed.run("deploy", "origin/18.0")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "could not prepare origin/18.0" in result.stderr
+    assert time.monotonic() - started < 20
+    assert not [call for call in deployed.logged() if call.startswith("systemctl stop")]
+    log = next(deployed.path("deploy_log_dir").glob("*.log")).read_text()
+    assert "uv sync --locked took more than 1s" in log
+
+
 def test_exit_4_only_when_the_previous_release_runs_again(deployed):
     """Stop fails: the previous release is started again (exit 4); when it does not start
     either, the deploy says the site is down (exit 6) and keeps its state."""
