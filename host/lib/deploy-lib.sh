@@ -345,6 +345,7 @@ check_disk() {
 # mode "boot": at boot, before systemd starts the service itself.
 rollback_to() {
     local previous=$1 snapshot=$2 mode=${3:-}
+    [[ -z "$LOG_FILE" ]] || STEP_LINE=$(($(wc -l <"$LOG_FILE") + 1))  # shown if it fails
     set_state step rolling-back
     [[ "$mode" == boot ]] || systemctl stop "$SERVICE" || true
     log "putting back the code of $previous and its venv"
