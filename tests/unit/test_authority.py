@@ -104,6 +104,35 @@ def test_a_hung_venv_sync_is_cut_short_and_refused_while_serving(deployed):
     assert "uv sync --locked took more than 1s" in log
 
 
+def test_a_hung_venv_sync_during_the_downtime_rolls_back(deployed):
+    """The checkout's sync hangs once the site is stopped (the release's own sync, while
+    serving, passed): cut short, the previous release and its data put back, exit 5."""
+    (deployed.origin / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "2"\n')
+    git("add", "-A", cwd=deployed.origin)
+    git("commit", "-qm", "two", cwd=deployed.origin)
+    previous = git("rev-parse", "HEAD", cwd=deployed.path("checkout"))
+    deployed.config["venv_sync_timeout_sec"] = 1
+    deployed.write_config()
+    fake_services(deployed)
+    hung = deployed.root / "hung-once"
+    checkout = deployed.path("checkout")
+    deployed.fake(
+        "uv",
+        f'case "$1" in python) echo /usr/bin/python3 ;;'
+        f' sync) [[ "$PWD" != "{checkout}" || -e "{hung}" ]] || {{ touch "{hung}"; sleep 30; }} ;;'
+        " esac; exit 0",
+    )
+    started = time.monotonic()
+    result = deployed.run("deploy", "origin/18.0")
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert time.monotonic() - started < 20
+    assert "uv sync --locked took more than 1s" in result.stderr  # the failed step's lines
+    assert git("rev-parse", "HEAD", cwd=checkout) == previous
+    assert (deployed.dbs / deployed.config["db_name"]).read_text() == "live\n"
+    assert history(deployed)[-1]["result"] == "rolled back"
+    assert history(deployed)[-1]["failed_step"] == "switching"
+
+
 def test_exit_4_only_when_the_previous_release_runs_again(deployed):
     """Stop fails: the previous release is started again (exit 4); when it does not start
     either, the deploy says the site is down (exit 6) and keeps its state."""
