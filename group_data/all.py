@@ -140,7 +140,7 @@ deploy_repair_calendar = "*-*-* *:*:00"  # how often a deploy that died is looke
 postgresql_data_root = "/var/lib/postgresql"  # where PostgreSQL keeps its data (free disk check)
 deploy_restore_allowed = False  # whether `deploy -R` may replace the data with production's
 git_fetch_timeout_sec = 300  # a fetch that takes longer fails (exit 3): it holds the lock
-venv_sync_timeout_sec = 1200  # so does a venv sync (while serving: refused; stopped: rolled back)
+venv_sync_timeout_sec = 1200  # a venv sync too (serving: refused; stopped: rollback; apply: fails)
 repair_lock_wait_sec = 20  # the repair waits this long for the lock (a short hold passes)
 deploy_ref_pattern = ""  # regex every deployed ref must match ("" = any ref)
 

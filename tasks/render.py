@@ -97,7 +97,10 @@ def venv_sync_command(data) -> str:
     """Sync the venv until uv finds it up to date. The first sync of a fresh clone installs
     __manifest__.py files into .venv that the app's cache-keys glob matches, newer than what
     uv recorded: uv then finds the venv outdated until a second sync records them."""
-    sync = shlex.join(data.odoo_sync_command)
+    # Bounded as the deploy's is (venv_sync_timeout_sec): a hung download fails the apply.
+    sync = shlex.join(
+        ["timeout", "--kill-after=30", str(data.venv_sync_timeout_sec), *data.odoo_sync_command]
+    )
     return f"{sync} && {{ {venv_check_command(data)} >/dev/null 2>&1 || {sync}; }}"
 
 

@@ -5,10 +5,13 @@ the same way, with a bounded wait; exit codes tell the truth."""
 from __future__ import annotations
 
 import fcntl
+import os
 import subprocess
 import threading
 import time
+from types import SimpleNamespace
 
+from tasks.render import venv_sync_command
 from tasks.util import DeployActivity
 
 from .conftest import died_at, edit_manifest, fake_services, git, history, write_backup
@@ -131,6 +134,21 @@ def test_a_hung_venv_sync_during_the_downtime_rolls_back(deployed):
     assert (deployed.dbs / deployed.config["db_name"]).read_text() == "live\n"
     assert history(deployed)[-1]["result"] == "rolled back"
     assert history(deployed)[-1]["failed_step"] == "switching"
+
+
+def test_the_applys_venv_sync_is_cut_short_too(tmp_path):
+    """The apply's own sync (tasks/oca_france.py) is bounded by the same setting."""
+    (tmp_path / "uv").write_text("#!/bin/sh\nsleep 30\n")
+    (tmp_path / "uv").chmod(0o755)
+    data = SimpleNamespace(odoo_sync_command=["uv", "sync", "--locked"], venv_sync_timeout_sec=1)
+    started = time.monotonic()
+    result = subprocess.run(
+        ["sh", "-c", venv_sync_command(data)],
+        env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"},
+        timeout=60,
+    )
+    assert result.returncode == 124  # timeout's own status: the apply's operation fails
+    assert time.monotonic() - started < 20
 
 
 def test_exit_4_only_when_the_previous_release_runs_again(deployed):
