@@ -367,12 +367,14 @@ HOST_JSON = "/etc/oca-france/host.json"
 def host_config_changed(host, **values):
     """The host config with `values` changed, as an apply of other group data would write
     it; the applied one put back after."""
+    # Renamed into place, as the apply does: the timers' programs read it every minute.
     change = (
         f"import json; p = {HOST_JSON!r}; c = json.load(open(p)); c.update({values!r});"
-        " json.dump(c, open(p, 'w'), indent=2)"
+        " json.dump(c, open(p + '.test-new', 'w'), indent=2)"
     )
     host.check_output(
-        f"cp -p {HOST_JSON} {HOST_JSON}.test-saved && python3 -c {shlex.quote(change)}"
+        f"cp -p {HOST_JSON} {HOST_JSON}.test-saved && cp -p {HOST_JSON} {HOST_JSON}.test-new"
+        f" && python3 -c {shlex.quote(change)} && mv {HOST_JSON}.test-new {HOST_JSON}"
     )
     try:
         yield

@@ -130,6 +130,22 @@ def test_a_failing_health_is_flagged(status_host, health_url, where):
     assert attention(result) == ["odoo-oca-france.service is active, health failing"]
 
 
+def test_recettes_incoming_directory_near_its_limit_is_flagged(status_host):
+    host = status_host("oca-france-recette")
+    host.config["incoming_limit_mib"] = 1
+    host.write_config()
+    incoming = host.path("incoming_dir")
+    (incoming / "part.dump").write_bytes(b"x" * 300 * 1024)
+    result = host.run("odoo-status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "incoming:         300.0 KiB of its 1.0 MiB limit\n" in result.stdout
+    (incoming / "more.dump").write_bytes(b"x" * 600 * 1024)
+    assert attention(host.run("odoo-status")) == [
+        f"{incoming} holds 900.0 KiB, over 80% of its limit"
+        " (production_data_incoming_limit_mib): the next delivery may be refused"
+    ]
+
+
 def test_an_old_backup_is_flagged(status_host):
     host = status_host("oca-france-prod")
     old = datetime.now().astimezone() - timedelta(hours=40)

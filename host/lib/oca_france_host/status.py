@@ -4,8 +4,9 @@
 
 Shows the deployed commit (and its tag), the service and its health; where backups are
 taken, the newest one (time, size); where production data is restored, the one in use, its
-age and the last refresh. Flags a service that is not active or healthy, a backup older than
-status_backup_max_age_hours, production data older than status_production_data_max_age_days,
+age, the incoming directory against its limit and the last refresh. Flags a service that is
+not active or healthy, a backup older than status_backup_max_age_hours, production data
+older than status_production_data_max_age_days, an incoming directory over 80% of its limit,
 a last refresh from production that did not deploy, an unfinished deploy, and any odoo-*
 unit that failed, with when and why. Exit 0 when nothing is flagged, 1 otherwise. Run it as
 root (make status) or as odoo (deploy --status: without the journal's lines).
@@ -20,7 +21,10 @@ import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from oca_france_host import backups, config, lock
+from oca_france_host import backups, config, lock, receive
+
+
+INCOMING_FULL = 0.8  # incoming/ this full: a production that grows will soon be refused
 
 
 def run(*command: str) -> str:
@@ -156,6 +160,15 @@ def main(argv: list[str]) -> int:
                 flags.append(f"the production data in use is {human_age(age)} old")
         found = newest(c["production_data_dir"])
         print(f"newest received:  {found[0].name if found else 'none'}")
+        # incoming/ keeps the last delivery (the next one's rsync base): measured as the
+        # receive measures it against its limit.
+        used, limit = receive.usage(Path(c["incoming_dir"])), c["incoming_limit_mib"] * 2**20
+        print(f"incoming:         {human_size(used)} of its {human_size(limit)} limit")
+        if used > limit * INCOMING_FULL:
+            flags.append(
+                f"{c['incoming_dir']} holds {human_size(used)}, over {INCOMING_FULL:.0%} of its"
+                " limit (production_data_incoming_limit_mib): the next delivery may be refused"
+            )
         refresh = last_refresh(c["deploy_history_file"])
         if refresh is not None:
             outcome = refresh.get("result")
