@@ -23,7 +23,6 @@ from pathlib import Path
 
 from oca_france_host import backups, config, lock, receive
 
-
 INCOMING_FULL = 0.8  # incoming/ this full: a production that grows will soon be refused
 
 
