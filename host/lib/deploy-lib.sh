@@ -85,10 +85,15 @@ open_log() {
 
 # A step: its line, its state, and where its output begins in the log.
 step() {
-    STEP_LINE=$(($(wc -l <"$LOG_FILE") + 1))
-    set_state step "$1"
+    begin_step "$1"
     shift
     log "$@"
+}
+
+# The state's step, and the log's line where its output begins (shown if it fails).
+begin_step() {
+    STEP_LINE=$(($(wc -l <"$LOG_FILE") + 1))
+    set_state step "$1"
 }
 
 show_failed_step() {
@@ -345,8 +350,7 @@ check_disk() {
 # mode "boot": at boot, before systemd starts the service itself.
 rollback_to() {
     local previous=$1 snapshot=$2 mode=${3:-}
-    [[ -z "$LOG_FILE" ]] || STEP_LINE=$(($(wc -l <"$LOG_FILE") + 1))  # shown if it fails
-    set_state step rolling-back
+    begin_step rolling-back
     [[ "$mode" == boot ]] || systemctl stop "$SERVICE" || true
     log "putting back the code of $previous and its venv"
     checkout_code "$previous" || return 1

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 import subprocess
 
+from tasks.util import STAGED_SUFFIX
+
 from .conftest import (
     BIN,
     GROUP_DATA,
@@ -85,7 +87,7 @@ def test_config_change_restarts_odoo_once_and_never_prints_the_secret(sandbox, r
     after = inodes(recette)
     assert after[0] != before[0] and after[1] != before[1], (before, after)
     assert recette.file(ODOO_CONF).mode == 0o640 and recette.file(ODOO_CONF).group == "odoo"
-    staged = f"find /etc/oca-france /etc/systemd/system {BIN} -name '*.pyinfra-new'"
+    staged = f"find /etc/oca-france /etc/systemd/system {BIN} -name '*{STAGED_SUFFIX}'"
     assert recette.check_output(staged) == ""
     assert main_pid(recette) != pid
     sandbox.wait_healthy(RECETTE)

@@ -126,13 +126,18 @@ def run_limited(command: list[str], room: int, watch: Watch) -> tuple[int, bool]
                 return 1, True
 
 
+def incoming_limit(settings: dict) -> int:
+    """The incoming directory's limit, in bytes."""
+    return int(config.value(settings, "incoming_limit_mib")) * 2**20
+
+
 def main(argv: list[str]) -> int:
     if argv:
         print(__doc__.strip(), file=sys.stderr)
         return 0 if argv[0] in ("-h", "--help") else 2
     settings = config.load()
     incoming = Path(config.value(settings, "incoming_dir"))
-    limit = int(config.value(settings, "incoming_limit_mib")) * 2**20
+    limit = incoming_limit(settings)
     command = list(config.value(settings, "receive_command"))
     try:
         held = lock.take(

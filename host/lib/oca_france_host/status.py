@@ -161,7 +161,7 @@ def main(argv: list[str]) -> int:
         print(f"newest received:  {found[0].name if found else 'none'}")
         # incoming/ keeps the last delivery (the next one's rsync base): measured as the
         # receive measures it against its limit.
-        used, limit = receive.usage(Path(c["incoming_dir"])), c["incoming_limit_mib"] * 2**20
+        used, limit = receive.usage(Path(c["incoming_dir"])), receive.incoming_limit(c)
         print(f"incoming:         {human_size(used)} of its {human_size(limit)} limit")
         if used > limit * INCOMING_FULL:
             flags.append(
