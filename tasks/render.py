@@ -56,6 +56,15 @@ def wkhtmltopdf_source(data) -> dict:
     )
 
 
+def checked_seconds(data, key: str) -> int:
+    """A time limit of the group data, refused unless a whole number of seconds above 0
+    (`timeout 0` would mean no limit at all; a word would fail every deploy)."""
+    value = getattr(data, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise DeployError(f"{key} must be a whole number of seconds above 0, not {value!r}")
+    return value
+
+
 def checked_addons_subdirs(data) -> list[str]:
     """The extra addons paths, relative to the checkout, refused when they would leave it."""
     for sub in data.odoo_addons_subdirs:
@@ -99,7 +108,12 @@ def venv_sync_command(data) -> str:
     uv recorded: uv then finds the venv outdated until a second sync records them."""
     # Bounded as the deploy's is (venv_sync_timeout_sec): a hung download fails the apply.
     sync = shlex.join(
-        ["timeout", "--kill-after=30", str(data.venv_sync_timeout_sec), *data.odoo_sync_command]
+        [
+            "timeout",
+            "--kill-after=30",
+            str(checked_seconds(data, "venv_sync_timeout_sec")),
+            *data.odoo_sync_command,
+        ]
     )
     return f"{sync} && {{ {venv_check_command(data)} >/dev/null 2>&1 || {sync}; }}"
 
@@ -317,8 +331,8 @@ def host_config(data) -> dict:
         "deploy_snapshots_kept": data.deploy_snapshots_kept,
         "deploy_disk_margin_mib": data.deploy_disk_margin_mib,
         "postgresql_data_root": data.postgresql_data_root,
-        "git_fetch_timeout_sec": data.git_fetch_timeout_sec,
-        "venv_sync_timeout_sec": data.venv_sync_timeout_sec,
+        "git_fetch_timeout_sec": checked_seconds(data, "git_fetch_timeout_sec"),
+        "venv_sync_timeout_sec": checked_seconds(data, "venv_sync_timeout_sec"),
         "repair_lock_wait_sec": data.repair_lock_wait_sec,
         "deploy_restore_allowed": data.deploy_restore_allowed,
         "deploy_ref_pattern": data.deploy_ref_pattern,

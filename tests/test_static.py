@@ -196,6 +196,13 @@ def test_odoorc_addons_path_only_where_configured(host_data):
             render(With(host_data, odoo_addons_subdirs=[outside]), "odoorc.j2")
 
 
+def test_time_limits_are_whole_seconds_above_0(host_data):
+    for key in ("git_fetch_timeout_sec", "venv_sync_timeout_sec"):
+        for bad in (0, -5, "abc", 1.5, True):
+            with pytest.raises(DeployError, match=f"{key} must be a whole number of seconds"):
+                render(With(host_data, **{key: bad}), "host.json.j2")
+
+
 @pytest.mark.parametrize(
     ("release", "expected"),
     [
