@@ -5,6 +5,9 @@ pyinfra inventory.py deploy.py --limit recette   # or: make apply-recette
 
 from pyinfra import host, local
 
+from tasks.util import sudo_unless_root
+
+sudo_unless_root()  # a non-root login (the README's sudo user): every operation through sudo
 local.include("tasks/preflight.py")  # stops the run before any change when the data cannot work
 local.include("tasks/common.py")
 local.include("tasks/odoo_base.py")

@@ -17,8 +17,15 @@ base_packages = [  # tools every host needs; acl lets pyinfra sudo to the unpriv
     "python3",
     "python3-venv",
     "sudo",
+    "tzdata",
 ]
 system_locale = "fr_FR.UTF-8"  # generated locale, also the collation of PostgreSQL's template1
+# The hosts' time zone: the timers' calendars (the backup's 02:30, Monday 04:00), the logs' and
+# `make status`'s times. Odoo and its database keep storing UTC, whatever this says.
+timezone = "Europe/Paris"
+# Where pyinfra's uploads wait for sudo to copy them (never a shared /tmp): the login user's
+# own directory (0711) in root's /var/lib, each upload in it 0600
+apply_upload_dir = "/var/lib/oca-france-apply"
 
 # What differs between the releases a host may run, by "<ID>-<VERSION_ID>" of /etc/os-release.
 # An entry's keys override this file's for hosts of that release; a release not listed here

@@ -1,5 +1,7 @@
 """What any Odoo host needs: PostgreSQL, the odoo account, polkit, uv, wkhtmltopdf, libraries."""
 
+import shlex
+
 from pyinfra.operations import apt, files, pip, postgres, server
 
 from tasks.render import wkhtmltopdf_source
@@ -56,6 +58,24 @@ postgres.role(
     login=True,
     createdb=True,
     superuser=False,
+    _sudo=True,
+    _sudo_user="postgres",
+)
+
+# The cluster's default time zone is the host's (initdb reads it): Odoo's sessions stay in UTC,
+# so that SQL's now() and dates agree with what Odoo writes (it runs in UTC itself).
+role_in_utc = (
+    "SELECT 1 FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole"
+    f" WHERE r.rolname = '{data.odoo_user}' AND s.setdatabase = 0"
+    " AND 'TimeZone=UTC' = ANY (s.setconfig)"
+)
+run_unless(
+    name=f"Keep the {data.odoo_user} role's sessions in UTC, whatever the host's time zone",
+    done=lambda: psql_value(role_in_utc) == "1",
+    command=shlex.join(
+        ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c"]
+        + [f"ALTER ROLE \"{data.odoo_user}\" SET timezone = 'UTC'"]
+    ),
     _sudo=True,
     _sudo_user="postgres",
 )

@@ -4,13 +4,20 @@ on it, stops the whole run before anything is changed, with a message saying wha
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
-from tasks.render import deploy_lock_file, deploy_state_file, rendered_files, wkhtmltopdf_source
+from tasks.render import (
+    checked_timezone,
+    deploy_lock_file,
+    deploy_state_file,
+    rendered_files,
+    wkhtmltopdf_source,
+)
 from tasks.util import DeployActivity, host_data
 
 data = host_data()  # raises for a release group_data/all.py does not list
 if not data.odoo_db_name:
     raise DeployError("odoo_db_name must be set in the environment's group data")
 wkhtmltopdf_source(data)
+checked_timezone(data)
 rendered_files(data)  # every template's variables, addons paths checked among them
 
 # One authority over the instance: an apply restarts Odoo and syncs its venv, so it never

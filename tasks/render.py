@@ -5,10 +5,14 @@
 
 from __future__ import annotations
 
+import re
 import shlex
+import zoneinfo
 from pathlib import Path
 
 from pyinfra.api.exceptions import DeployError
+
+from tasks.odoo_password import admin_password_hash
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -63,6 +67,23 @@ def checked_seconds(data, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise DeployError(f"{key} must be a whole number of seconds above 0, not {value!r}")
     return value
+
+
+ZONE_NAME = r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*"  # a tz database name: nothing a shell reads
+
+
+def checked_timezone(data) -> str:
+    """The hosts' time zone, refused unless a zone of the tz database (Europe/Paris...)."""
+    zone = data.timezone
+    try:
+        if not isinstance(zone, str) or not re.fullmatch(ZONE_NAME, zone):
+            raise ValueError(zone)
+        zoneinfo.ZoneInfo(zone)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise DeployError(
+            f"timezone must be a zone of the tz database, such as 'Europe/Paris', not {zone!r}"
+        ) from None
+    return zone
 
 
 def checked_addons_subdirs(data) -> list[str]:
@@ -255,7 +276,9 @@ def config_parameters_sql(parameters: dict[str, str]) -> str:
 
 def odoorc_vars(data) -> dict:
     return {
-        "admin_password": data.odoo_admin_password,
+        "admin_password_hash": admin_password_hash(
+            data.odoo_admin_password.value, data.odoo_db_name
+        ),
         "odoo_user": data.odoo_user,
         "db_name": data.odoo_db_name,
         "running_env": data.odoo_running_env,

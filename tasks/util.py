@@ -15,7 +15,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.api.util import get_template
 from pyinfra.facts.files import File, Sha1File
-from pyinfra.facts.server import LinuxDistribution
+from pyinfra.facts.server import Command, LinuxDistribution
 from pyinfra.operations import files
 from pyinfra.operations.util import files as file_utils
 
@@ -26,6 +26,25 @@ def host_release() -> str:
     """The host's release as group_data's distributions names it: "<ID>-<VERSION_ID>"."""
     meta = host.get_fact(LinuxDistribution)["release_meta"]
     return f"{meta.get('ID', 'unknown')}-{meta.get('VERSION_ID', 'unknown')}"
+
+
+def login_user() -> str:
+    """The user pyinfra logged in as (the SSH config's `User`), asked without sudo."""
+    return host.get_fact(Command, "id -un", _sudo=False)
+
+
+def sudo_unless_root() -> None:
+    """Reached as a non-root user (the README's passwordless sudo), every operation and fact
+    runs through sudo; reached as root, none needs it. Either way, what pyinfra uploads passes
+    through apply_upload_dir, the login user's own, never a shared /tmp (upload_temp_file)."""
+    if login_user() != "root":
+        host.data._sudo = True
+    host.data._temp_dir = host.data.apply_upload_dir
+
+
+def upload_temp_file(dest: str) -> str:
+    """Where an upload to `dest` waits for sudo to copy it: in apply_upload_dir."""
+    return host.get_temp_filename(dest, temp_directory=host.data.apply_upload_dir)
 
 
 def host_data() -> ReleaseData:
@@ -121,17 +140,23 @@ def renamed_into_place(commands):
     """An operation's commands, each file upload going to a staged name beside its
     destination and then renamed over it. pyinfra writes an upload into the file itself: a
     reader at that moment (a timer's program reading host.json, bash running a script it is
-    being rewritten under) would see half a file. A rename gives it the old file or the new."""
+    being rewritten under) would see half a file. A rename gives it the old file or the new.
+
+    Through sudo, pyinfra uploads to a temporary file first: it is made 0600 by the login user
+    before any byte goes in (pyinfra then lets the operation's sudo user, if any, read it), and
+    removed after."""
     for command in commands:
         if not isinstance(command, FileUploadCommand):
             yield command
             continue
         dest = shlex.quote(command.dest)
         staged = shlex.quote(command.dest + STAGED_SUFFIX)
+        temp = upload_temp_file(command.dest)
+        yield StringCommand("install", "-m", "600", "/dev/null", temp, _sudo=False)
         yield FileUploadCommand(
             command.src,
             command.dest + STAGED_SUFFIX,
-            remote_temp_filename=command.remote_temp_filename,
+            remote_temp_filename=temp,
             **command.connector_arguments,
         )
         # The old file's owner and mode until the operation sets the wanted ones: no moment
@@ -140,6 +165,7 @@ def renamed_into_place(commands):
             f"if [ -e {dest} ]; then chown --reference={dest} {staged}"
             f" && chmod --reference={dest} {staged}; fi && mv -f {staged} {dest}"
         )
+        yield StringCommand("rm", "-f", temp, _sudo=False)
 
 
 @operation()
@@ -168,7 +194,7 @@ def secret_template(src: str, dest: str, user: str, group: str, mode: str, **dat
         # connecting user before any byte goes in, and the staged file beside the destination
         # gets its owner and mode first (writing into an existing file keeps them). Then one
         # rename: a reader sees the old file or the new one.
-        temp = host.get_temp_filename(dest)
+        temp = upload_temp_file(dest)
         staged = dest + STAGED_SUFFIX
         yield StringCommand("install", "-m", "600", "/dev/null", temp, _sudo=False)
         yield StringCommand("rm", "-f", staged)

@@ -38,7 +38,7 @@ NEW_ATTACHMENTS_MIB = 20  # what a day adds
 
 def ssh(host: str, command: str, check: bool = True) -> str:
     result = subprocess.run(
-        ["ssh", "-F", str(STATE_DIR / "ssh_config"), host, command],
+        ["ssh", "-F", str(STATE_DIR / "ssh_config.root"), host, command],
         capture_output=True,
         text=True,
     )

@@ -109,7 +109,7 @@ def install_previous_deploy() -> None:
         [
             "ssh",
             "-F",
-            str(STATE_DIR / "ssh_config"),
+            str(STATE_DIR / "ssh_config.root"),
             RECETTE,
             f"cat > {HOME}/scripts/deploy-previous && chmod 755 {HOME}/scripts/deploy-previous",
         ],
@@ -139,7 +139,7 @@ def timed_deploy(script: str, ref: str) -> tuple[float, str, int]:
         [
             "ssh",
             "-F",
-            str(STATE_DIR / "ssh_config"),
+            str(STATE_DIR / "ssh_config.root"),
             RECETTE,
             f"cd / && sudo -u odoo {HOME}/scripts/{script} {ref} 2>&1",
         ],

@@ -3,7 +3,9 @@ scripts (bash -n, shellcheck), the polkit rule (node), lint."""
 
 from __future__ import annotations
 
+import base64
 import configparser
+import hashlib
 import json
 import os
 import shutil
@@ -16,6 +18,7 @@ from conftest import PROJECT_DIR, RELEASES, TEST_SECRETS, release_data
 from pyinfra.api.exceptions import DeployError
 from pyinfra.api.util import get_template
 
+from tasks.odoo_password import admin_password_hash
 from tasks.render import (
     ReleaseData,
     host_config,
@@ -129,6 +132,23 @@ def test_every_template_is_used(inventory):
     assert on_disk == used
 
 
+def verifies(password: str, stored: str) -> bool:
+    """passlib's pbkdf2_sha512 check, as Odoo's verify_admin_password makes it, written here
+    from the format alone: $pbkdf2-sha512$<rounds>$<salt>$<checksum>, adapted base64."""
+    scheme, rounds, salt, checksum = stored.split("$")[1:]
+    unab64 = lambda text: base64.b64decode(text.replace(".", "+") + "=" * (-len(text) % 4))  # noqa: E731
+    derived = hashlib.pbkdf2_hmac("sha512", password.encode(), unab64(salt), int(rounds))
+    return scheme == "pbkdf2-sha512" and int(rounds) >= 600_000 and derived == unab64(checksum)
+
+
+def test_admin_password_hash_is_reproducible_and_verifies_only_its_password():
+    first = admin_password_hash("correct horse", "db")
+    assert first == admin_password_hash("correct horse", "db")  # a re-apply changes nothing
+    assert verifies("correct horse", first)
+    assert not verifies("correct horsf", first)
+    assert admin_password_hash("correct horse", "other-db") != first  # its own salt
+
+
 def test_odoorc_parses_with_the_environment_values(host_data):
     config = configparser.ConfigParser(interpolation=None)
     config.read_string(render(host_data, "odoorc.j2"))
@@ -147,7 +167,8 @@ def test_odoorc_parses_with_the_environment_values(host_data):
     assert options["load_language"] == "fr_FR"
     assert options["unaccent"] == "True"
     assert options["running_env"] == host_data.odoo_running_env
-    assert options["admin_passwd"] == host_data.odoo_admin_password.value
+    assert verifies(host_data.odoo_admin_password.value, options["admin_passwd"])
+    assert host_data.odoo_admin_password.value not in render(host_data, "odoorc.j2")
     assert "module_change_auto_install" in options["server_wide_modules"].split(",")
     ribbon = config["ir.config_parameter"]["ribbon.name"]
     assert ribbon == {"recette": "RECETTE", "prod": "False"}[host_data.odoo_running_env]

@@ -25,6 +25,10 @@ from conftest import PROJECT_DIR
 
 SANDBOX_SCRIPT = PROJECT_DIR / "tests" / "sandbox" / "sandbox.sh"
 STATE_DIR = Path(os.environ.get("SANDBOX_STATE_DIR", "/var/lib/oca-france-sandbox"))
+# pyinfra and make reach the hosts as a user's SSH config says (prod: a non-root sudo user);
+# the tests check the hosts' state through root logins of their own.
+USERS_SSH_CONFIG = STATE_DIR / "ssh_config"
+ROOT_SSH_CONFIG = STATE_DIR / "ssh_config.root"
 RECETTE, PROD = "oca-france-recette", "oca-france-prod"
 HOSTS = [RECETTE, PROD]
 RELEASE = {RECETTE: "debian-13", PROD: "debian-12"}
@@ -106,11 +110,11 @@ class Sandbox:
         )
 
     def host(self, name: str):
-        return testinfra.get_host(f"ssh://{name}", ssh_config=str(STATE_DIR / "ssh_config"))
+        return testinfra.get_host(f"ssh://{name}", ssh_config=str(ROOT_SSH_CONFIG))
 
     def ssh(self, name: str, command: str, stdin: bytes | None = None) -> bytes:
         result = subprocess.run(
-            ["ssh", "-F", str(STATE_DIR / "ssh_config"), name, command],
+            ["ssh", "-F", str(ROOT_SSH_CONFIG), name, command],
             input=stdin,
             capture_output=True,
             timeout=300,
@@ -175,7 +179,7 @@ def sandbox():
     try:
         sandbox_command("up")
         env = read_env_file(STATE_DIR / "env")
-        config = (STATE_DIR / "ssh_config").read_text()
+        config = USERS_SSH_CONFIG.read_text()
         addresses = dict(re.findall(r"Host (\S+)\n\s+HostName (\S+)", config))
         box = Sandbox(env=env, addresses=addresses)
         first = box.apply()

@@ -23,7 +23,7 @@ from .conftest import (
     PROD,
     RECETTE,
     SANDBOX_SCRIPT,
-    STATE_DIR,
+    USERS_SSH_CONFIG,
     deploy,
     head,
     main_pid,
@@ -273,7 +273,7 @@ def test_ctrl_c_or_a_killed_client_leaves_the_deploy_going_to_a_clean_end(sandbo
     commit = sandbox.push_commit("slow/ten", "Ten seconds", slow_update(10, "18.0.4.0.0", False))
     before = len(history(recette))
     client = subprocess.Popen(
-        ["ssh", "-tt", "-F", str(STATE_DIR / "ssh_config"), RECETTE]
+        ["ssh", "-tt", "-F", str(USERS_SSH_CONFIG), RECETTE]
         + [f"sudo -u odoo {DEPLOY} origin/slow/ten"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -27,6 +27,8 @@ readonly APP_ORIGIN="$STATE_DIR/app-origin.git"
 readonly APP_ORIGIN_IN_CONTAINER="/srv/app-origin.git"
 readonly REGISTRY_HOSTS="deb.debian.org pypi.org files.pythonhosted.org"
 readonly ODOO_PORT=8069
+# The non-root user with passwordless sudo every container has (only prod's SSH config uses it).
+readonly SUDO_LOGIN="ops"
 # Where Odoo comes from (one setting): the trimmed Odoo 18.0 source tarball beside the
 # checkout by default (../shared/odoo), or a git URL such as
 # git+https://github.com/OCA/OCB@18.0 on a machine that reaches it.
@@ -37,8 +39,10 @@ readonly ODOO_WHEELS_DIR="$CACHE_DIR/odoo-wheels"
 UV_BIN="${UV:-$(command -v uv || echo "$PROJECT_DIR/.tools/bin/uv")}"
 readonly UV_BIN
 
-# name  index (10.231.<index>.0/30: .1 host side, .2 container)  Debian suite
-readonly CONTAINERS=("oca-france-recette 1 trixie" "oca-france-prod 2 bookworm")
+# name  index (10.231.<index>.0/30: .1 host side, .2 container)  Debian suite  login user
+# pyinfra logs in as the README says users do: prod as a non-root user with passwordless sudo
+# (as real servers are reached), recette as root (the other way the project supports).
+readonly CONTAINERS=("oca-france-recette 1 trixie root" "oca-france-prod 2 bookworm $SUDO_LOGIN")
 # Sandbox-only group data (pyinfra --group-data): what the sandbox's hosts need and real
 # hosts get elsewhere. Today: the wkhtmltopdf .deb for Debian 13, which has no package.
 readonly GROUP_DATA_DIR="$STATE_DIR/group_data"
@@ -104,7 +108,7 @@ build_rootfs_tarball() {
 # Both suites at once: debootstrap mostly waits on downloads and dpkg.
 build_rootfs_tarballs() {
     local entry name index suite pids=() pid status=0
-    for suite in $(for entry in "${CONTAINERS[@]}"; do echo "${entry##* }"; done | sort -u); do
+    for suite in $(for entry in "${CONTAINERS[@]}"; do read -r _ _ release _ <<<"$entry"; echo "$release"; done | sort -u); do
         build_rootfs_tarball "$suite" &
         pids+=($!)
     done
@@ -297,6 +301,7 @@ SOURCES
     ssh-keygen -q -t ed25519 -N "" -C "root@$name" -f "$rootfs/etc/ssh/ssh_host_ed25519_key"
     install -d -m 700 "$rootfs/root/.ssh"
     install -m 600 "$STATE_DIR/id_ed25519.pub" "$rootfs/root/.ssh/authorized_keys"
+    add_sudo_login "$rootfs"
 
     if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
         cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
@@ -310,6 +315,19 @@ SOURCES
     printf '[safe]\n\tdirectory = %s\n' "$APP_ORIGIN_IN_CONTAINER" >"$rootfs/etc/gitconfig"
     mkdir -p "$rootfs$APP_ORIGIN_IN_CONTAINER" "$rootfs$DEBS_IN_CONTAINER" "$rootfs$ODOO_WHEELS_DIR" \
         "$CACHE_DIR/apt/$name/partial"
+}
+
+# The user the README's SSH section describes: key login, passwordless sudo, no password
+# ('*': none, yet not locked for sshd). Its home is the release's default (0700 on Debian 13).
+add_sudo_login() {
+    local rootfs=$1 home
+    chroot "$rootfs" useradd --create-home --shell /bin/bash --password '*' "$SUDO_LOGIN"
+    printf '%s ALL=(ALL) NOPASSWD: ALL\n' "$SUDO_LOGIN" >"$rootfs/etc/sudoers.d/$SUDO_LOGIN"
+    chmod 440 "$rootfs/etc/sudoers.d/$SUDO_LOGIN"
+    home="$rootfs/home/$SUDO_LOGIN"
+    install -d -m 700 "$home/.ssh"
+    install -m 600 "$STATE_DIR/id_ed25519.pub" "$home/.ssh/authorized_keys"
+    chroot "$rootfs" chown -R "$SUDO_LOGIN:" "/home/$SUDO_LOGIN/.ssh"
 }
 
 # Debian 13 has no wkhtmltopdf package, and the patched build's .deb (GitHub) is out of reach
@@ -379,7 +397,7 @@ boot() {
 
 wait_for_ssh() {
     local name=$1 deadline=$((SECONDS + 90))
-    until ssh -F "$STATE_DIR/ssh_config" -o ConnectTimeout=2 -o BatchMode=yes "$name" true \
+    until ssh -F "$STATE_DIR/ssh_config.root" -o ConnectTimeout=2 -o BatchMode=yes "$name" true \
         2>/dev/null; do
         ((SECONDS < deadline)) || die "$name: no SSH after 90s, see $STATE_DIR/$name.console.log"
         is_running "$name" || die "$name: container exited, see $STATE_DIR/$name.console.log"
@@ -388,16 +406,11 @@ wait_for_ssh() {
     log "$name: up ($(container_ip "$2"))"
 }
 
-write_client_config() {
-    local entry name index key
-    : >"$STATE_DIR/ssh_config"
-    : >"$STATE_DIR/known_hosts"
-    for entry in "${CONTAINERS[@]}"; do
-        read -r name index _ <<<"$entry"
-        cat >>"$STATE_DIR/ssh_config" <<EOF
-Host $name
-    HostName $(container_ip "$index")
-    User root
+ssh_host_entry() {
+    cat <<EOF
+Host $1
+    HostName $(container_ip "$2")
+    User $3
     IdentityFile $STATE_DIR/id_ed25519
     IdentitiesOnly yes
     UserKnownHostsFile $STATE_DIR/known_hosts
@@ -405,6 +418,19 @@ Host $name
     LogLevel ERROR
 
 EOF
+}
+
+# ssh_config: the hosts as a user's ~/.ssh/config has them (pyinfra and make use it: prod
+# through the sudo user). ssh_config.root: root on both, the tests' own way in to check state.
+write_client_config() {
+    local entry name index login key
+    : >"$STATE_DIR/ssh_config"
+    : >"$STATE_DIR/ssh_config.root"
+    : >"$STATE_DIR/known_hosts"
+    for entry in "${CONTAINERS[@]}"; do
+        read -r name index _ login <<<"$entry"
+        ssh_host_entry "$name" "$index" "$login" >>"$STATE_DIR/ssh_config"
+        ssh_host_entry "$name" "$index" root >>"$STATE_DIR/ssh_config.root"
         key=$(cut -d' ' -f1,2 "$(rootfs_of "$name")/etc/ssh/ssh_host_ed25519_key.pub")
         echo "$(container_ip "$index") $key" >>"$STATE_DIR/known_hosts"
     done
@@ -440,7 +466,7 @@ cmd_up() {
     setup_nftables
     local entry name index suite
     for entry in "${CONTAINERS[@]}"; do
-        read -r name index suite <<<"$entry"
+        read -r name index suite _ <<<"$entry"
         setup_network "$name" "$index"
         prepare_rootfs "$name" "$suite"
         boot "$name" "$index"
