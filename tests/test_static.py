@@ -3,9 +3,12 @@ scripts (bash -n, shellcheck), the polkit rule (node), lint."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import configparser
+import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -14,7 +17,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_DIR, RELEASES, TEST_SECRETS, release_data
+from conftest import (
+    PROJECT_DIR,
+    RELEASES,
+    TEST_SECRETS,
+    TEST_TRANSFER_DATA,
+    load_inventory,
+    release_data,
+)
 from pyinfra.api.exceptions import DeployError
 from pyinfra.api.util import get_template
 
@@ -26,6 +36,7 @@ from tasks.render import (
     template_path,
     wkhtmltopdf_source,
 )
+from tasks.util import renamed_into_place, secret_template, sudo_unless_root
 
 HOST_DIR = PROJECT_DIR / "host"
 PROJECT_SCRIPTS = ["tests/sandbox/sandbox.sh", "tests/system-deps.sh", ".ci/run"]
@@ -553,3 +564,88 @@ def nobody_runs(bin_dir: Path, *args: str) -> subprocess.CompletedProcess:
         text=True,
         env={"PATH": str(bin_dir)},
     )
+
+
+UPLOADS = "/var/lib/oca-france-apply"  # group_data's apply_upload_dir
+
+
+@pytest.fixture
+def logged_in():
+    """A fresh inventory's prod host, in a pyinfra state, logged in as the given user (the
+    facts pyinfra would read from it faked: the login user, no file there yet)."""
+    from pyinfra.api import Config, State
+    from pyinfra.context import ctx_host, ctx_state
+
+    def log_in(user: str):
+        inventory = load_inventory(TEST_SECRETS, TEST_TRANSFER_DATA)
+        state = State(inventory=inventory, config=Config())
+        host = inventory.get_host("oca-france-prod")
+        host.get_fact = lambda fact, *args, **kwargs: user if fact is Command else None
+        stack.enter_context(ctx_state.use(state))
+        stack.enter_context(ctx_host.use(host))
+        sudo_unless_root()
+        return state, host
+
+    from pyinfra.facts.server import Command
+
+    with contextlib.ExitStack() as stack:
+        yield log_in
+
+
+def commands_without_sudo(commands) -> list[str]:
+    return [
+        str(command.get_raw_value()) if hasattr(command, "get_raw_value") else repr(command)
+        for command in commands
+        if command.connector_arguments.get("_sudo") is False
+    ]
+
+
+@pytest.mark.parametrize("user, sudo", [("ops", True), ("root", False)])
+def test_no_operation_needs_a_root_login(logged_in, user, sudo):
+    """Logged in as another user, every operation and fact runs through sudo by default
+    (pyinfra's own resolution of its arguments); logged in as root, none asks for it. Either
+    way uploads wait in the login's own directory, and the only commands run without sudo are
+    the login's own on its own temporary files there."""
+    from pyinfra.api import FileUploadCommand
+    from pyinfra.api.arguments import pop_global_arguments
+
+    state, host = logged_in(user)
+    arguments, _ = pop_global_arguments(state, host, {})
+    assert arguments["_sudo"] is sudo
+    assert arguments["_temp_dir"] == UPLOADS
+
+    upload = FileUploadCommand(io.StringIO("x"), "/etc/oca-france/host.json", "/tmp/pyinfra-x")
+    commands = list(renamed_into_place([upload]))
+    secret = list(
+        secret_template._inner(
+            src=template_path("odoorc.j2"),
+            dest="/etc/oca-france/odoo.conf",
+            user="root",
+            group="odoo",
+            mode="640",
+            **rendered_files(ReleaseData(host.data, "debian-12"))["odoorc.j2"][1],
+        )
+    )
+    for written in (commands, secret):
+        uploads = [c for c in written if isinstance(c, FileUploadCommand)]
+        assert len(uploads) == 1
+        assert uploads[0].remote_temp_filename.startswith(UPLOADS + "/pyinfra-")
+        own = commands_without_sudo(written)
+        assert own and all(f" {uploads[0].remote_temp_filename}" in command for command in own), own
+        assert [c.split()[0] for c in own] == ["install", "rm"]
+
+
+def test_every_command_run_without_sudo_is_one_of_the_uploads_own():
+    """Only util.py runs anything without sudo (as the login user): asking who it is, and
+    its own temporary upload files."""
+    without_sudo = []
+    for path in sorted((PROJECT_DIR / "tasks").glob("*.py")) + [PROJECT_DIR / "deploy.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and any(
+                k.arg == "_sudo" and isinstance(k.value, ast.Constant) and k.value.value is False
+                for k in node.keywords
+            ):
+                without_sudo.append((path.name, ast.unparse(node)))
+    assert without_sudo and all(name == "util.py" for name, _ in without_sudo), without_sudo
+    own = [call for _, call in without_sudo if "temp" not in call]
+    assert own == ["host.get_fact(Command, 'id -un', _sudo=False)"], without_sudo

@@ -225,6 +225,19 @@ def config_parameter(host, db: str, key: str) -> str:
     return psql(host, db, f"SELECT value FROM ir_config_parameter WHERE key = '{key}'")
 
 
+def admin_password_accepted(sandbox, name: str, password: str) -> bool:
+    """Odoo's own check of the master password against its config: odoo shell reads the
+    script on its stdin, so the password is on no command line."""
+    script = f"print('ACCEPTED' if odoo.tools.config.verify_admin_password({password!r}) else 'NO')"
+    output = sandbox.ssh(
+        name,
+        f"cd / && sudo -u odoo {CHECKOUT}/.venv/bin/odoo shell -c {ODOO_CONF} --no-http"
+        " --log-level=warn",
+        stdin=script.encode() + b"\n",
+    )
+    return output.decode().strip().splitlines()[-1] == "ACCEPTED"
+
+
 def installed_version(host, db: str, addon: str) -> str:
     """The addon's version as Odoo recorded it (18.0.x.y.z), "" when not installed."""
     return psql(

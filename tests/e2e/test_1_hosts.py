@@ -3,6 +3,9 @@ prod on Debian 12."""
 
 from __future__ import annotations
 
+import re
+import shlex
+
 import pytest
 from conftest import TEST_SECRETS, load_inventory, release_data
 
@@ -12,6 +15,7 @@ from .conftest import (
     ODOO_CONF,
     RECETTE,
     RELEASE,
+    admin_password_accepted,
     changed_operations,
     login_page_ok,
     main_pid,
@@ -179,10 +183,42 @@ def test_odoorc_is_private_and_complete(any_host, sandbox):
     assert (odoorc.user, odoorc.group, odoorc.mode) == ("root", "odoo", 0o640)
     content = odoorc.content_string
     env = "RECETTE" if name == RECETTE else "PROD"
-    assert f"admin_passwd = {sandbox.env[f'ODOO_OCA_FRANCE_ADMIN_PASSWORD_{env}']}\n" in content
+    password = sandbox.env[f"ODOO_OCA_FRANCE_ADMIN_PASSWORD_{env}"]
+    assert password not in content  # whoever reads the config does not learn it
+    assert "admin_passwd = $pbkdf2-sha512$600000$" in content
     assert f"db_name = {DB[name]}\n" in content
     assert f"dbfilter = ^{DB[name]}$\n" in content
     assert "list_db = False\n" in content
+
+
+def test_odoo_accepts_the_master_password_against_its_hash(any_host, sandbox):
+    name, _ = any_host
+    env = "RECETTE" if name == RECETTE else "PROD"
+    password = sandbox.env[f"ODOO_OCA_FRANCE_ADMIN_PASSWORD_{env}"]
+    assert admin_password_accepted(sandbox, name, password)
+    assert not admin_password_accepted(sandbox, name, password + "x")
+
+
+def test_each_host_keeps_the_configured_time_zone_and_odoo_utc(any_host, data_of):
+    name, host = any_host
+    zone = data_of[name].timezone
+    assert zone == "Europe/Paris"
+    assert host.check_output("timedatectl show -p Timezone --value") == zone
+    # Odoo's sessions in UTC, what Odoo stores, whatever the cluster's default became.
+    assert psql(host, DB[name], "SHOW timezone") == "UTC"
+
+
+def test_the_weekly_refresh_runs_monday_at_four_in_the_zone(recette):
+    # systemctl prints the next elapse in the host's zone: 04:00 there, CET or CEST.
+    elapse = recette.check_output(
+        "systemctl show -p NextElapseUSecRealtime --value odoo-weekly-deploy.timer"
+    )
+    assert re.fullmatch(r"Mon \d{4}-\d\d-\d\d 04:00:00 CES?T", elapse), elapse
+    utc = recette.check_output(
+        f"TZ=UTC date -d {shlex.quote(elapse.replace('CEST', '+0200').replace('CET', '+0100'))}"
+        " +%H:%M"
+    )
+    assert utc in ("02:00", "03:00")
 
 
 def test_database_exists_with_unaccent(any_host):

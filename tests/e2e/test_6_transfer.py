@@ -90,8 +90,25 @@ def test_refresh_from_production_end_to_end(sandbox, recette, prod):
     as_odoo(
         prod, f"mkdir -p {filestore(PROD)}/ef && echo refresh-marker > {filestore(PROD)}/ef/ef01"
     )
+    # Production's credentials: the outgoing mail server's password, an incoming one's.
+    psql(prod, DB[PROD], "UPDATE ir_mail_server SET smtp_user = 'oca', smtp_pass = 'smtp-pw'")
+    psql(
+        prod,
+        DB[PROD],
+        "INSERT INTO fetchmail_server (name, server, server_type, state, password, active,"
+        " priority, is_ssl, port) VALUES ('Members', 'imap.oca-france.invalid', 'imap', 'done',"
+        " 'imap-pw', true, 5, true, 993)",
+    )
     production = neutralization(prod, DB[PROD])
     assert production["active_crons"] > 0 and production["live_mail_servers"] > 0
+    identity_and_credentials = {
+        "uuid": "SELECT value FROM ir_config_parameter WHERE key = 'database.uuid'",
+        "secret": "SELECT value FROM ir_config_parameter WHERE key = 'database.secret'",
+        "smtp": "SELECT string_agg(coalesce(smtp_pass, '-'), ',') FROM ir_mail_server",
+        "imap": "SELECT string_agg(coalesce(password, '-'), ',') FROM fetchmail_server",
+    }
+    in_production = {k: psql(prod, DB[PROD], q) for k, q in identity_and_credentials.items()}
+    assert "smtp-pw" in in_production["smtp"] and in_production["imap"] == "imap-pw"
     prod_pid = main_pid(prod)
 
     assert run_backup(prod, recette).rc == 0
@@ -119,6 +136,13 @@ def test_refresh_from_production_end_to_end(sandbox, recette, prod):
         recette, DB[RECETTE], "SELECT string_agg(value, ' ') FROM ir_config_parameter"
     )
     assert "www.oca-france.fr" not in everything
+    # A copy in Odoo's sense: its own uuid and secret, none of production's passwords.
+    in_recette = {k: psql(recette, DB[RECETTE], q) for k, q in identity_and_credentials.items()}
+    assert len(in_recette["uuid"]) == len(in_recette["secret"]) == 36
+    assert in_recette["uuid"] != in_production["uuid"]
+    assert in_recette["secret"] != in_production["secret"]
+    assert set(in_recette["smtp"].split(",")) == {"-"}, in_recette["smtp"]
+    assert in_recette["imap"] == "-"
     restored = f"{filestore(RECETTE)}/ef/ef01"
     assert recette.file(restored).content_string == "refresh-marker\n"
     assert recette.file("/home/odoo/.odoo_dumps/.production-data-in-use").content_string.startswith(
@@ -131,6 +155,9 @@ def test_refresh_from_production_end_to_end(sandbox, recette, prod):
     assert psql(prod, DB[PROD], company) == "Refreshed from production SA"
     assert neutralization(prod, DB[PROD]) == production
     assert config_parameter(prod, DB[PROD], "web.base.url") == "https://www.oca-france.fr"
+    assert {k: psql(prod, DB[PROD], q) for k, q in identity_and_credentials.items()} == (
+        in_production
+    )
 
 
 def test_a_day_sends_the_dump_and_the_new_attachments_only(recette, prod):

@@ -1,13 +1,24 @@
 """Root writes nothing odoo can redirect: every path of odoo's home that an apply touches,
-replaced by odoo with a symlink to a root-owned canary, then applied. Runs last."""
+replaced by odoo with a symlink to a root-owned canary, then applied. A sudo login's uploads
+pass where no other user reaches them. Runs last."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import secrets
 import shlex
 
 import pytest
 
-from .conftest import HOSTS, PROD, RECETTE
+from .conftest import (
+    HOSTS,
+    ODOO_CONF,
+    PROD,
+    RECETTE,
+    USERS_SSH_CONFIG,
+    admin_password_accepted,
+)
 
 CANARY = "/root-canary"
 CANARY_DIR = "/root-canary.d"
@@ -82,3 +93,61 @@ def test_an_apply_never_writes_through_links_odoo_planted(sandbox, planted):
     else:
         refusals = ("Operation not permitted", "Permission denied", "exists and is not")
         assert any(refusal in output for refusal in refusals), output[-3000:]
+
+
+# The README's way in: a non-root login with passwordless sudo (the sandbox reaches prod so).
+SUDO_LOGIN = "ops"
+UPLOADS = "/var/lib/oca-france-apply"  # group_data's apply_upload_dir
+# What prod's apply uploads that holds secrets (written through sudo, as root or as odoo).
+SECRET_FILES = [ODOO_CONF, "/etc/oca-france/backup-transfer"]
+INTRUDER = "mallory"  # another local user, who knows pyinfra's default temporary names
+
+
+def default_temp_names(paths: list[str]) -> list[str]:
+    """Where pyinfra puts an upload through sudo by default: /tmp/pyinfra-<sha1 of the path>."""
+    names = []
+    for path in paths:
+        for dest in (path, path + ".pyinfra-new"):
+            names.append(f"/tmp/pyinfra-{hashlib.sha1(dest.encode()).hexdigest()}")
+    return names
+
+
+def test_prod_is_configured_through_a_sudo_login_whose_uploads_no_one_else_reaches(sandbox, prod):
+    entry = USERS_SSH_CONFIG.read_text().split(f"Host {PROD}\n", 1)[1].split("\nHost ", 1)[0]
+    assert f"User {SUDO_LOGIN}\n" in entry  # pyinfra logs in as the sudo user, not root
+    uploads = prod.file(UPLOADS)
+    assert (uploads.user, uploads.mode) == (SUDO_LOGIN, 0o711)
+    assert prod.check_output(f"ls -A {UPLOADS}") == ""  # nothing left behind
+
+    # Another user plants files, writable by anyone, at pyinfra's default temporary names.
+    traps = default_temp_names(SECRET_FILES)
+    prod.check_output(f"id {INTRUDER} || useradd --system {INTRUDER}")
+    prod.check_output(
+        f"cd / && sudo -u {INTRUDER} sh -c "
+        + shlex.quote(" && ".join(f"install -m 666 /dev/null {trap}" for trap in traps))
+    )
+    password = "rotated-" + secrets.token_hex(8)
+    rotated = dataclasses.replace(
+        sandbox, env={**sandbox.env, "ODOO_OCA_FRANCE_ADMIN_PASSWORD_PROD": password}
+    )
+    before = prod.check_output(f"stat -c %i {ODOO_CONF}")
+    try:
+        result = rotated.apply("--limit", PROD)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-3000:]
+        assert password not in output
+        assert prod.check_output(f"stat -c %i {ODOO_CONF}") != before  # rewritten, via sudo
+        odoorc = prod.file(ODOO_CONF)
+        assert (odoorc.user, odoorc.group, odoorc.mode) == ("root", "odoo", 0o640)
+        assert admin_password_accepted(sandbox, PROD, password)
+        # The secret went through the login's own directory, never through /tmp.
+        sizes = prod.check_output(f"stat -c '%U %s' {' '.join(traps)}").splitlines()
+        assert sizes == [f"{INTRUDER} 0"] * len(traps)
+        assert prod.check_output(f"ls -A {UPLOADS}") == ""
+    finally:
+        prod.check_output(f"rm -f {' '.join(traps)} && userdel {INTRUDER}")
+        restored = sandbox.apply("--limit", PROD)
+        assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
+    assert admin_password_accepted(
+        sandbox, PROD, sandbox.env["ODOO_OCA_FRANCE_ADMIN_PASSWORD_PROD"]
+    )
