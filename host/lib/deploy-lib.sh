@@ -146,7 +146,7 @@ clear_state() {
 
 # --- History: one JSON line per deploy, rollback or repair.
 record_history() {
-    python3 - "$HISTORY_FILE" "$@" <<'PYTHON'
+    python3 -I - "$HISTORY_FILE" "$@" <<'PYTHON'
 import json
 import sys
 from datetime import datetime

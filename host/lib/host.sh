@@ -7,8 +7,13 @@
 HOST_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly HOST_LIB_DIR
 
+# Isolated (-I): neither the caller's directory (python3 -m would put it first on sys.path:
+# a json.py planted where root runs a program) nor its PYTHON* variables; the library alone.
 host_py() {
-    PYTHONPATH="$HOST_LIB_DIR" python3 -B -m "oca_france_host.$1" "${@:2}"
+    python3 -I -B -c 'import runpy, sys
+sys.path.insert(0, sys.argv.pop(1))
+runpy.run_module(sys.argv.pop(1), run_name="__main__", alter_sys=True)' \
+        "$HOST_LIB_DIR" "oca_france_host.$1" "${@:2}"
 }
 
 host_settings=$(host_py config shell) || exit 2

@@ -3,6 +3,8 @@ argument; each finds the host config or says which file it could not read."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from .conftest import BIN
@@ -29,3 +31,28 @@ def test_a_missing_config_is_named(make_host, program):
     result = host.run(program, *(["--status"] if program == "deploy" else []))
     assert result.returncode != 0
     assert str(host.config_file) in result.stderr, result.stderr
+
+
+# What a module planted in the caller's directory would do if a program imported it.
+PLANTED = "import pathlib\npathlib.Path(__file__).with_name('PLANTED-RAN').write_text('ran')\n"
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_nothing_planted_in_the_callers_directory_runs(make_host, program):
+    """Root may run a program from ~odoo or the app's checkout: modules planted there (json,
+    the library's own name) are never imported, nor is PYTHONPATH followed."""
+    host = make_host("oca-france-prod")
+    planted = host.root / "planted"
+    (planted / "oca_france_host").mkdir(parents=True)
+    for module in ("json.py", "argparse.py", "oca_france_host/__init__.py"):
+        (planted / module).write_text(PLANTED)
+    result = subprocess.run(
+        [str(BIN / program), *(["--status"] if program == "deploy" else ["--help"])],
+        capture_output=True,
+        text=True,
+        env=host.env(PYTHONPATH=str(planted)),
+        cwd=planted,
+        timeout=60,
+    )
+    assert not (planted / "PLANTED-RAN").exists(), result.stdout + result.stderr
+    assert not (planted / "oca_france_host" / "PLANTED-RAN").exists()
