@@ -23,6 +23,23 @@ from .conftest import (
 NAME = f"{PROD_DB}-20261127T024107"
 
 
+def test_the_production_data_to_restore_is_the_newest_by_its_time_never_a_partial(tmp_path):
+    """One rule, by the time a name ends with: not by name (a hand-made dump's name may sort
+    anywhere), never a copy the acceptance is still making (.partial-*, its manifest there)."""
+    older = write_backup(tmp_path, f"{PROD_DB}-20261201T023000")
+    partial = write_backup(tmp_path, f"{PROD_DB}-20261204T023000")
+    partial.rename(tmp_path / f".partial-{partial.name}")  # being copied out of incoming/
+    dump = tmp_path / "copy-by-hand-20261202T090000.dump"
+    dump.write_bytes(DUMP)  # a name that sorts before the backups'
+    (tmp_path / "undated.dump").write_bytes(DUMP)
+    (tmp_path / ".hidden-20261205T000000.dump").write_bytes(DUMP)
+    assert backups.restorable(tmp_path) == [older, dump]
+    assert backups.newest_restorable(tmp_path) == dump
+    assert backups.newest_restorable(tmp_path / "none") is None
+    newest = write_backup(tmp_path, f"{PROD_DB}-20261203T023000")
+    assert backups.newest_restorable(tmp_path) == newest
+
+
 def test_a_manifest_reads_back_what_was_written(tmp_path):
     files = {"ab/abcdef": "invoice\n", "cd/cdef01": "a scan, longer\n"}
     backup = write_backup(tmp_path, NAME, files=files)

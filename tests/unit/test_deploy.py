@@ -10,7 +10,15 @@ import time
 
 import pytest
 
-from .conftest import died_at, fake_services, git, history
+from .conftest import (
+    PROD_DB,
+    died_at,
+    fake_pg_restore,
+    fake_services,
+    git,
+    history,
+    write_backup,
+)
 
 USAGE = [
     ((), "missing <git-ref>"),
@@ -154,3 +162,24 @@ def test_nothing_to_repair_changes_nothing(deployed):
     result = deployed.run("deploy", "--repair")
     assert result.returncode == 0
     assert deployed.logged() == []
+
+
+def test_restore_takes_the_newest_production_data_by_time_never_a_partial_copy(deployed):
+    """The deploy asks backups.py's one rule (by the time a name ends with, whatever the
+    locale sorts): here the newest sorts first by name, and a copy still being made last."""
+    host = deployed
+    (host.origin / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "2"\n')
+    git("add", "-A", cwd=host.origin)
+    git("commit", "-qm", "app", cwd=host.origin)
+    fake_services(host)
+    fake_pg_restore(host)
+    # The release cannot be prepared: refused (exit 2) once the data is chosen, nothing touched.
+    host.fake("uv", 'case "$1" in python) echo /usr/bin/python3 ;; *) exit 1 ;; esac')
+    data = host.path("production_data_dir")
+    write_backup(data, f"{PROD_DB}-20261201T023000")
+    newest = write_backup(data, f"a-copy-by-hand-{PROD_DB}-20261202T023000")
+    partial = write_backup(data, f"{PROD_DB}-20261203T023000")
+    partial.rename(data / f".partial-{partial.name}")
+    result = host.run("deploy", "-R", "origin/18.0", LC_ALL="C.UTF-8")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"production data to restore: {newest}\n" in result.stdout

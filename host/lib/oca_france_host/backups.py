@@ -8,6 +8,7 @@ written last: a directory without a valid manifest is
 incomplete, and nothing lists it.
 
     python3 -m oca_france_host.backups newest DIR [DATABASE]   the newest complete backup
+    python3 -m oca_france_host.backups restorable DIR        the newest deploy -R may use
     python3 -m oca_france_host.backups manifest DIR --database DB --commit SHA
                                           write filestore.list and manifest.json (last)
     python3 -m oca_france_host.backups field DIR KEY         one field of a valid manifest
@@ -29,6 +30,7 @@ from pathlib import Path
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 STAMP = re.compile(r"-(\d{8}T\d{6})$")
 MANIFEST = "manifest.json"
+DUMP_SUFFIX = ".dump"
 FILE_LIST = "filestore.list"
 FILESTORE = "filestore"
 INTEGERS = ("dump_bytes", "filestore_files", "filestore_bytes")
@@ -43,7 +45,8 @@ def is_safe_name(name) -> bool:
 
 
 def stamp_of(path: Path) -> datetime | None:
-    match = STAMP.search(path.name)
+    """The time a backup's name ends with (a dump file's, before its .dump)."""
+    match = STAMP.search(path.name.removesuffix(DUMP_SUFFIX))
     return datetime.strptime(match.group(1), "%Y%m%dT%H%M%S") if match else None
 
 
@@ -98,6 +101,26 @@ def complete(directory: Path, database: str | None = None) -> list[Path]:
 
 def newest(directory: Path, database: str | None = None) -> Path | None:
     found = complete(directory, database)
+    return found[-1] if found else None
+
+
+def restorable(directory: Path) -> list[Path]:
+    """What deploy --restore may use, oldest first, by the time its name ends with (never a
+    locale's sort): complete backups, and <name>-<stamp>.dump files (with their
+    <name>-<stamp>.filestore.tar.gz beside them, if any). A partial or claimed copy (its name
+    starts with a dot) or a name without a time never."""
+    found = complete(directory)
+    if directory.is_dir():
+        found += [
+            path
+            for path in directory.glob(f"*{DUMP_SUFFIX}")
+            if is_safe_name(path.name) and stamp_of(path) and path.is_file()
+        ]
+    return sorted(found, key=lambda p: (stamp_of(p), p.name))
+
+
+def newest_restorable(directory: Path) -> Path | None:
+    found = restorable(directory)
     return found[-1] if found else None
 
 
@@ -256,6 +279,7 @@ def main(argv: list[str]) -> int:
     newest_parser = commands.add_parser("newest")
     newest_parser.add_argument("directory", type=Path)
     newest_parser.add_argument("database", nargs="?")
+    commands.add_parser("restorable").add_argument("directory", type=Path)
     write = commands.add_parser("manifest")
     write.add_argument("backup", type=Path)
     write.add_argument("--database", required=True)
@@ -268,6 +292,11 @@ def main(argv: list[str]) -> int:
     try:
         if args.command == "newest":
             found = newest(args.directory, args.database)
+            if found:
+                print(found)
+            return 0
+        if args.command == "restorable":
+            found = newest_restorable(args.directory)
             if found:
                 print(found)
             return 0
