@@ -144,6 +144,49 @@ def test_failed_backup_fails_the_unit_and_leaves_nothing_partial(sandbox, prod):
     sandbox.wait_healthy(PROD, timeout=5)
 
 
+def partial_backups(prod) -> list[str]:
+    return [name for name in backup_dirs(prod) if name.startswith(".partial-")]
+
+
+def test_a_stopped_or_killed_backup_leaves_no_partial_directory_after_the_next(prod):
+    """A backup stopped (SIGTERM: systemctl stop, a shutdown) removes its partial directory;
+    one killed outright (SIGKILL, a power cut) cannot: the next backup removes it."""
+    before = [name for name in backup_dirs(prod) if not name.startswith(".")]
+    # A table another session holds exclusively: pg_dump waits for it, mid-backup.
+    psql(prod, DB[PROD], "CREATE TABLE backup_blocker (id int)")
+    hold = (
+        f"systemd-run --unit=hold-backup-blocker --uid=odoo --gid=odoo psql -d {DB[PROD]} -c"
+        " 'BEGIN; LOCK TABLE backup_blocker IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120)'"
+    )
+
+    def started_and_dumping() -> None:
+        prod.check_output("systemctl start --no-block odoo-backup.service")
+        deadline = time.monotonic() + 60
+        while not partial_backups(prod):
+            assert time.monotonic() < deadline, "the backup never started its dump"
+            time.sleep(0.5)
+
+    try:
+        prod.check_output(hold)
+        time.sleep(1)
+        started_and_dumping()
+        prod.check_output("systemctl stop odoo-backup.service")  # SIGTERM
+        assert partial_backups(prod) == []
+        started_and_dumping()
+        prod.check_output("systemctl kill -s KILL odoo-backup.service")
+        time.sleep(1)
+        assert len(partial_backups(prod)) == 1  # nothing could clean up after SIGKILL
+    finally:
+        prod.run("systemctl stop hold-backup-blocker.service")
+        prod.run("systemctl reset-failed odoo-backup.service hold-backup-blocker.service")
+        psql(prod, DB[PROD], "DROP TABLE IF EXISTS backup_blocker")
+    assert run_backup(prod).rc == 0
+    assert partial_backups(prod) == []
+    journal = prod.check_output("journalctl -u odoo-backup.service --no-pager -o cat -n 30")
+    assert "left by a backup that died" in journal
+    assert len(backup_dirs(prod)) >= len(before)
+
+
 def send_to_recette(sandbox, name: str, as_name: str) -> None:
     """Copy a production backup into recette's production data by hand, past the transfer's
     checks: deploy --restore must still verify it."""

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
+import time
 
 import pytest
 
 from .conftest import (
+    BIN,
     DUMP,
     HOST_DIR,
     PROD_DB,
@@ -17,6 +20,7 @@ from .conftest import (
     dump_header,
     edit_manifest,
     fake_pg_restore,
+    git,
     write_backup,
 )
 
@@ -155,3 +159,61 @@ def test_backup_verify_refuses_what_does_not_match_the_manifest(make_host):
     assert " has 15 (15.18): its pg_restore cannot read it" in check().stderr
     assert "unsupported version (1.16) in file header" in check().stderr
     assert f"pg_restore --list {dump_file}" in host.logged()
+
+
+def backing_up(make_host, pg_dump: str = ""):
+    """prod, ready for odoo-backup: a checkout (its commit goes in the manifest), a
+    filestore, pg_dump writing a dump (after `pg_dump`, a script), pg_restore reading it."""
+    host = make_host("oca-france-prod")
+    checkout = host.path("checkout")
+    git("init", "-q", "-b", "18.0", cwd=checkout)
+    git("commit", "-q", "--allow-empty", "-m", "release", cwd=checkout)
+    attachment = host.path("filestore_root") / PROD_DB / "ab" / "abcdef"
+    attachment.parent.mkdir(parents=True)
+    attachment.write_text("invoice\n")
+    dump = host.root / "dump"
+    dump.write_bytes(DUMP)
+    writes = f'for arg; do [[ $arg != --file=* ]] || cp "{dump}" "${{arg#--file=}}"; done'
+    host.fake("pg_dump", f"{pg_dump}\n{writes}")
+    fake_pg_restore(host)
+    return host
+
+
+def partials(host) -> list[str]:
+    return [p.name for p in host.path("backup_dir").iterdir() if p.name.startswith(".partial-")]
+
+
+def test_a_backup_killed_outright_leaves_nothing_after_the_next(make_host):
+    host = backing_up(make_host)
+    stale = host.path("backup_dir") / f".partial-{PROD_DB}-20261202T023000"
+    (stale / "filestore").mkdir(parents=True)
+    (stale / f"{PROD_DB}.dump").write_bytes(DUMP)  # what SIGKILL or a power cut left
+    result = host.run("odoo-backup")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"removing {stale}, left by a backup that died" in result.stdout
+    assert partials(host) == []
+    assert len(backups.complete(host.path("backup_dir"))) == 1
+
+
+def test_a_stopped_backup_removes_its_partial_directory(make_host):
+    """systemctl stop (or the shutdown) sends SIGTERM to the unit's processes: the dump is cut
+    short, and the backup removes what it had written before it exits."""
+    host = backing_up(make_host, pg_dump="sleep 30")
+    backup = subprocess.Popen(
+        [str(BIN / "odoo-backup")],
+        env=host.env(),
+        cwd=host.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while not any(call.startswith("pg_dump") for call in host.logged()):
+        assert time.monotonic() < deadline and backup.poll() is None, backup.stdout.read()
+        time.sleep(0.1)
+    assert partials(host) != []  # the dump is being written in its partial directory
+    os.killpg(backup.pid, signal.SIGTERM)  # as systemd does, to every process of the unit
+    output = backup.communicate(timeout=30)[0]
+    assert backup.returncode != 0
+    assert "removing" in output and partials(host) == [], output
