@@ -1,8 +1,9 @@
 """The two OCA France hosts, by SSH alias (resolved through ~/.ssh/config, see README).
 
 Secrets are read here, from the environment or the git-ignored `.env`, and attached to the
-group that needs them. A run that targets one environment (`--limit recette`) needs only that
-environment's secrets; a missing one stops the run before any connection.
+group that needs them. A run that applies deploy.py to one environment (`--limit recette`)
+needs only that environment's secrets, a missing one stopping the run before any connection;
+a run that only reads the hosts (`make status`) needs none.
 """
 
 import os
@@ -44,6 +45,12 @@ class Secret:
 
     def to_json(self) -> str:  # what pyinfra's debug-inventory prints
         return repr(self)
+
+
+def applies(argv: list[str]) -> bool:
+    """Whether this run applies deploy.py (or dry-runs it): only such a run needs secrets.
+    `make status` and other commands read the hosts and need none."""
+    return any(Path(arg).name == "deploy.py" for arg in argv)
 
 
 def targeted_groups(argv: list[str]) -> set[str]:
@@ -109,7 +116,7 @@ if os.environ.get("OCA_SSH_CONFIG"):
         "ssh_known_hosts_file": os.environ.get("OCA_SSH_KNOWN_HOSTS", "~/.ssh/known_hosts"),
     }
 
-_targeted = targeted_groups(sys.argv)
+_targeted = targeted_groups(sys.argv) if applies(sys.argv) else set()
 recette = (
     [(HOSTS["recette"], dict(_connection))],
     {**secrets_for("recette", _targeted), **transfer_key_for("recette", _targeted)},

@@ -418,6 +418,14 @@ def test_missing_secret_stops_before_connecting(tmp_path):
     assert "Connecting" not in output
 
 
+def test_a_run_that_applies_nothing_needs_no_secret(tmp_path):
+    """make status reads the hosts: it runs with an empty .env."""
+    result = pyinfra_in_copy(tmp_path, {}, "inventory.py", "debug-inventory")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Missing" not in output and '"odoo_db_name": "oca-france-production"' in output
+
+
 def test_recette_needs_only_recette_secrets(tmp_path):
     recette_only = {
         "ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE": TEST_SECRETS[

@@ -7,6 +7,7 @@ a test or the setup fails. Needs root (containers, network namespaces, nftables)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -80,8 +81,15 @@ class Sandbox:
         key = Path(self.env["OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE"]).read_text()
         return passwords + [line for line in key.splitlines() if not line.startswith("-----")]
 
+    def without_secrets(self) -> Sandbox:
+        """The same sandbox for a run with an empty .env: no admin password, no transfer key."""
+        secret = ("ODOO_OCA_FRANCE_ADMIN_PASSWORD", "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE")
+        env = {k: v for k, v in self.env.items() if not k.startswith(secret)}
+        return dataclasses.replace(self, env=env)
+
     def run_env(self) -> dict[str, str]:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("ODOO_OCA_FRANCE_")}
+        secret = ("ODOO_OCA_FRANCE_", "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE")
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(secret)}
         return {**clean, **self.env}
 
     def pyinfra(self, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
