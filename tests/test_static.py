@@ -136,6 +136,13 @@ def test_recettes_key_line_restricts_to_rrsync_write_only(inventory):
     assert "backup-transfer.key.j2" not in rendered_files(recette)  # recette sends nothing
 
 
+def test_the_daily_backup_and_the_weekly_refresh_catch_up_after_a_host_was_off(inventory):
+    recette = release_data(inventory, "oca-france-recette", "debian-13")
+    prod = release_data(inventory, "oca-france-prod", "debian-12")
+    assert "\nPersistent=true\n" in render(recette, "odoo-weekly-deploy.timer.j2")
+    assert "\nPersistent=true\n" in render(prod, "odoo-backup.timer.j2")
+
+
 def test_every_template_is_used(inventory):
     used = set(rendered_files(release_data(inventory, "oca-france-recette", "debian-12")))
     used |= set(rendered_files(release_data(inventory, "oca-france-prod", "debian-12")))
