@@ -48,9 +48,10 @@ class Secret:
 
 
 def applies(argv: list[str]) -> bool:
-    """Whether this run applies deploy.py (or dry-runs it): only such a run needs secrets.
-    `make status` and other commands read the hosts and need none."""
-    return any(Path(arg).name == "deploy.py" for arg in argv)
+    """Whether this run applies a deploy file (deploy.py, or one of tasks/ run alone), or
+    dry-runs it: only such a run needs secrets. `make status` (exec) and other commands that
+    read the hosts need none."""
+    return any(arg.endswith(".py") and Path(arg).name != "inventory.py" for arg in argv)
 
 
 def targeted_groups(argv: list[str]) -> set[str]:

@@ -20,7 +20,7 @@ base_packages = [  # tools every host needs; acl lets pyinfra sudo to the unpriv
     "tzdata",
 ]
 system_locale = "fr_FR.UTF-8"  # generated locale, also the collation of PostgreSQL's template1
-# The hosts' time zone: the timers' calendars (the backup's 02:30, Monday 04:00), the logs' and
+# The hosts' time zone: the timers' calendars (the backup's 01:15, Monday 04:00), the logs' and
 # `make status`'s times. Odoo and its database keep storing UTC, whatever this says.
 timezone = "Europe/Paris"
 # Where pyinfra's uploads wait for sudo to copy them (never a shared /tmp): the login user's
@@ -154,7 +154,9 @@ deploy_ref_pattern = ""  # regex every deployed ref must match ("" = any ref)
 # --- Backups (tasks/backups.py): daily, while the site serves, kept grandfather-father-son
 backup_enabled = False  # the odoo-backup timer (production)
 backup_dir = f"{odoo_dumps_dir}/backups"  # one directory per backup: dump, filestore, manifest
-backup_calendar = "*-*-* 02:30:00"  # when the daily backup runs...
+# when the daily backup runs (local time; never 02:00-03:00 in a zone with summer time: that
+# hour is skipped in March, and timers do not fire in it)...
+backup_calendar = "*-*-* 01:15:00"
 backup_randomized_delay_sec = 1800  # ... plus up to this many seconds
 backup_lock_wait_sec = 3600  # how long a backup waits for a running deploy before failing
 backup_keep_daily = 7  # newest backup of each of the last N days that have one

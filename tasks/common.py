@@ -41,14 +41,20 @@ server.locale(
 zone = checked_timezone(data)
 zone_file = f"/usr/share/zoneinfo/{zone}"
 staged_link = f"/etc/localtime{STAGED_SUFFIX}"
+staged_name = f"/etc/timezone{STAGED_SUFFIX}"
 run_unless(
     name=f"Set the time zone to {zone} (timers, logs; the database stays in UTC)",
     # One rename: no moment without /etc/localtime (a program reading it then would say UTC).
+    # /etc/timezone, where the release still has it (Debian 12), says the same name.
     command=(
         f"test -f {zone_file} && ln -sfn {zone_file} {staged_link}"
         f" && mv -Tf {staged_link} /etc/localtime"
+        f" && if [ -f /etc/timezone ]; then echo {zone} > {staged_name}"
+        f" && chmod 644 {staged_name} && mv -f {staged_name} /etc/timezone; fi"
     ),
     done=lambda: host.get_fact(
-        CommandSucceeds, command=f'[ "$(readlink /etc/localtime)" = {zone_file} ]'
+        CommandSucceeds,
+        command=f'[ "$(readlink /etc/localtime)" = {zone_file} ]'
+        f' && {{ [ ! -f /etc/timezone ] || [ "$(cat /etc/timezone)" = {zone} ]; }}',
     ),
 )

@@ -5,6 +5,7 @@ from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
 from tasks.render import (
+    checked_calendar_times,
     checked_timezone,
     deploy_lock_file,
     deploy_state_file,
@@ -18,6 +19,7 @@ if not data.odoo_db_name:
     raise DeployError("odoo_db_name must be set in the environment's group data")
 wkhtmltopdf_source(data)
 checked_timezone(data)
+checked_calendar_times(data)  # in that zone: never at a time a change of time skips
 rendered_files(data)  # every template's variables, addons paths checked among them
 
 # One authority over the instance: an apply restarts Odoo and syncs its venv, so it never

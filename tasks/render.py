@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shlex
 import zoneinfo
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from pyinfra.api.exceptions import DeployError
@@ -84,6 +85,46 @@ def checked_timezone(data) -> str:
             f"timezone must be a zone of the tz database, such as 'Europe/Paris', not {zone!r}"
         ) from None
     return zone
+
+
+# The daily calendars at a fixed time of day, with the random delay each may add.
+FIXED_TIME_CALENDARS = {
+    "backup_calendar": "backup_randomized_delay_sec",
+    "weekly_deploy_calendar": None,
+}
+
+
+def checked_calendar_times(data) -> None:
+    """A calendar at a fixed time of day (plus its random delay) must fall on a time that
+    exists once every day in the hosts' zone: systemd never fires a timer in the hour a change
+    to summer time skips (the backup would be missed that day), and one it repeats is lived
+    twice."""
+    zone = zoneinfo.ZoneInfo(checked_timezone(data))
+    today = date.today()
+    for key, delay_key in FIXED_TIME_CALENDARS.items():
+        when = re.fullmatch(r"(?:\S+ )?\S+ (\d{1,2}):(\d{2})(?::(\d{2}))?", getattr(data, key))
+        if not when:
+            continue  # every minute, hour...: nothing to miss
+        hours, minutes, seconds = (int(part or 0) for part in when.groups())
+        start = timedelta(hours=hours, minutes=minutes, seconds=seconds)
+        end = start + timedelta(seconds=getattr(data, delay_key) if delay_key else 0)
+        for day in (today + timedelta(days=n) for n in range(366)):
+            midnight = datetime.combine(day, time(), zone)
+            if midnight.utcoffset() == (midnight + timedelta(days=1)).utcoffset():
+                continue  # no change of time that day
+            moment = start
+            while moment <= end:
+                local = datetime.combine(day, time()) + moment
+                if (
+                    local.replace(tzinfo=zone, fold=0).utcoffset()
+                    != local.replace(tzinfo=zone, fold=1).utcoffset()
+                ):
+                    raise DeployError(
+                        f"{key} ({getattr(data, key)}, plus up to {end - start}) falls at"
+                        f" {local:%H:%M}, a time {data.timezone} skips or repeats on"
+                        f" {day:%Y-%m-%d}: choose a time outside that hour"
+                    )
+                moment += timedelta(minutes=1)
 
 
 def checked_addons_subdirs(data) -> list[str]:

@@ -31,6 +31,8 @@ from pyinfra.api.util import get_template
 from tasks.odoo_password import admin_password_hash
 from tasks.render import (
     ReleaseData,
+    checked_calendar_times,
+    checked_timezone,
     host_config,
     rendered_files,
     template_path,
@@ -242,6 +244,23 @@ def test_time_limits_are_whole_seconds_above_0(host_data):
                 render(With(host_data, **{key: bad}), "host.json.j2")
 
 
+def test_the_time_zone_is_one_the_tz_database_knows(host_data):
+    assert checked_timezone(host_data) == "Europe/Paris"
+    for bad in ("Europe/Pariss", "Paris", "../../etc/passwd", "Europe/Paris; reboot", "", None):
+        with pytest.raises(DeployError, match="timezone must be a zone of the tz database"):
+            checked_timezone(With(host_data, timezone=bad))
+
+
+def test_no_daily_timer_falls_in_an_hour_a_change_of_time_skips_or_repeats(host_data):
+    checked_calendar_times(host_data)  # the defaults: 01:15 plus up to 30 min, Monday 04:00
+    for calendar in ("*-*-* 02:30:00", "*-*-* 01:45:00"):  # 02:00-03:00, once a year
+        with pytest.raises(DeployError, match="Europe/Paris skips or repeats"):
+            checked_calendar_times(With(host_data, backup_calendar=calendar))
+    with pytest.raises(DeployError, match="weekly_deploy_calendar"):
+        checked_calendar_times(With(host_data, weekly_deploy_calendar="Sun *-*-* 02:10"))
+    checked_calendar_times(With(host_data, timezone="UTC", backup_calendar="*-*-* 02:30:00"))
+
+
 @pytest.mark.parametrize(
     ("release", "expected"),
     [
@@ -416,8 +435,9 @@ def pyinfra_in_copy(tmp_path: Path, env: dict[str, str], *args: str):
     )
 
 
-def test_missing_secret_stops_before_connecting(tmp_path):
-    result = pyinfra_in_copy(tmp_path, {}, "-y", "inventory.py", "deploy.py", "--limit", "recette")
+@pytest.mark.parametrize("deploy_file", ["deploy.py", "tasks/oca_france.py"])
+def test_missing_secret_stops_before_connecting(tmp_path, deploy_file):
+    result = pyinfra_in_copy(tmp_path, {}, "-y", "inventory.py", deploy_file, "--limit", "recette")
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE" in output

@@ -77,7 +77,7 @@ die() {
 
 open_log() {
     mkdir -p "$LOG_DIR"
-    LOG_FILE="$LOG_DIR/deploy-$(date '+%Y%m%dT%H%M%S')-$$.log"
+    LOG_FILE="$LOG_DIR/deploy-$(date -u '+%Y%m%dT%H%M%S')-$$.log"
     exec 1>>"$LOG_FILE" 2>&1
     log "log of this deploy (Odoo's and uv's output): $LOG_FILE"
     prune_logs || true  # every run keeps the newest LOGS_KEPT, refusals and repairs included

@@ -204,6 +204,8 @@ def test_each_host_keeps_the_configured_time_zone_and_odoo_utc(any_host, data_of
     zone = data_of[name].timezone
     assert zone == "Europe/Paris"
     assert host.check_output("timedatectl show -p Timezone --value") == zone
+    if host.file("/etc/timezone").exists:  # Debian 12 still has it: the same name
+        assert host.file("/etc/timezone").content_string == f"{zone}\n"
     # Odoo's sessions in UTC, what Odoo stores, whatever the cluster's default became.
     assert psql(host, DB[name], "SHOW timezone") == "UTC"
 

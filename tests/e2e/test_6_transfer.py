@@ -90,8 +90,20 @@ def test_refresh_from_production_end_to_end(sandbox, recette, prod):
     as_odoo(
         prod, f"mkdir -p {filestore(PROD)}/ef && echo refresh-marker > {filestore(PROD)}/ef/ef01"
     )
-    # Production's credentials: the outgoing mail server's password, an incoming one's.
-    psql(prod, DB[PROD], "UPDATE ir_mail_server SET smtp_user = 'oca', smtp_pass = 'smtp-pw'")
+    # Production's credentials: the outgoing mail server's password and SSL client key, an
+    # incoming one's password, an OAuth app's client secret.
+    psql(
+        prod,
+        DB[PROD],
+        "UPDATE ir_mail_server SET smtp_user = 'oca', smtp_pass = 'smtp-pw',"
+        " smtp_ssl_private_key = 'private-key'::bytea",
+    )
+    psql(
+        prod,
+        DB[PROD],
+        "INSERT INTO ir_config_parameter (key, value)"
+        " VALUES ('google_gmail_client_secret', 'gmail-app-secret')",
+    )
     psql(
         prod,
         DB[PROD],
@@ -106,9 +118,13 @@ def test_refresh_from_production_end_to_end(sandbox, recette, prod):
         "secret": "SELECT value FROM ir_config_parameter WHERE key = 'database.secret'",
         "smtp": "SELECT string_agg(coalesce(smtp_pass, '-'), ',') FROM ir_mail_server",
         "imap": "SELECT string_agg(coalesce(password, '-'), ',') FROM fetchmail_server",
+        "ssl_keys": "SELECT count(smtp_ssl_private_key) FROM ir_mail_server",
+        "app_secret": "SELECT count(*) FROM ir_config_parameter"
+        " WHERE key = 'google_gmail_client_secret'",
     }
     in_production = {k: psql(prod, DB[PROD], q) for k, q in identity_and_credentials.items()}
     assert "smtp-pw" in in_production["smtp"] and in_production["imap"] == "imap-pw"
+    assert int(in_production["ssl_keys"]) > 0 and in_production["app_secret"] == "1"
     prod_pid = main_pid(prod)
 
     assert run_backup(prod, recette).rc == 0
@@ -143,6 +159,7 @@ def test_refresh_from_production_end_to_end(sandbox, recette, prod):
     assert in_recette["secret"] != in_production["secret"]
     assert set(in_recette["smtp"].split(",")) == {"-"}, in_recette["smtp"]
     assert in_recette["imap"] == "-"
+    assert in_recette["ssl_keys"] == in_recette["app_secret"] == "0"
     restored = f"{filestore(RECETTE)}/ef/ef01"
     assert recette.file(restored).content_string == "refresh-marker\n"
     assert recette.file("/home/odoo/.odoo_dumps/.production-data-in-use").content_string.startswith(

@@ -151,3 +151,19 @@ def test_prod_is_configured_through_a_sudo_login_whose_uploads_no_one_else_reach
     assert admin_password_accepted(
         sandbox, PROD, sandbox.env["ODOO_OCA_FRANCE_ADMIN_PASSWORD_PROD"]
     )
+
+
+def test_root_running_a_program_from_odoos_home_runs_nothing_planted_there(recette):
+    """Root runs deploy --status or odoo-status from ~odoo (or the app's checkout, which
+    whoever pushes to 18.0 controls): modules planted there are never imported."""
+    marker = "/tmp/planted-module-ran"  # whoever ran it could write there
+    planted = f"import pathlib\npathlib.Path({marker!r}).write_text('ran as root')\n"
+    recette.check_output(f"rm -f {marker}")
+    for module in ("json.py", "argparse.py"):
+        as_odoo(recette, f"printf %s {shlex.quote(planted)} > {HOME}/{module}")
+    try:
+        for program in ("deploy --status", "odoo-status", "odoo-backup-verify --help"):
+            recette.run(f"cd {HOME} && /opt/oca-france/bin/{program}")
+            assert not recette.file(marker).exists, program
+    finally:
+        as_odoo(recette, f"rm -f {HOME}/json.py {HOME}/argparse.py")

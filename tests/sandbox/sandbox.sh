@@ -318,7 +318,7 @@ SOURCES
 }
 
 # The user the README's SSH section describes: key login, passwordless sudo, no password
-# ('*': none, yet not locked for sshd). Its home is the release's default (0700 on Debian 13).
+# ('*': none, yet not locked for sshd).
 add_sudo_login() {
     local rootfs=$1 home
     chroot "$rootfs" useradd --create-home --shell /bin/bash --password '*' "$SUDO_LOGIN"

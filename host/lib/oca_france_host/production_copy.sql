@@ -22,7 +22,9 @@ SELECT key, value, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
 
 -- Production's credentials, where the modules that hold them are installed (neutralize turns
 -- these servers and providers off; it leaves their secrets in place): outgoing and incoming
--- mail servers' passwords and OAuth tokens, payment providers' keys, secrets and tokens.
+-- mail servers' passwords, OAuth tokens and codes, SSL client keys; payment providers' keys,
+-- secrets and tokens (some of what is cleared there is only a setting named so: harmless,
+-- the providers are off).
 DO $$
 DECLARE
     found record;
@@ -31,9 +33,9 @@ BEGIN
         SELECT table_name, column_name, is_nullable
           FROM information_schema.columns
          WHERE table_schema = current_schema()
-           AND data_type IN ('character varying', 'text')
+           AND data_type IN ('character varying', 'text', 'bytea')
            AND ((table_name IN ('ir_mail_server', 'fetchmail_server')
-                 AND column_name ~ '(pass|token|secret|key)')
+                 AND column_name ~ '(pass|token|secret|key|authorization_code)')
              OR (table_name = 'payment_provider'
                  AND column_name ~ '(secret|key|token|pass|signature|salt|hmac|sha_|access_code)'))
     LOOP
@@ -45,5 +47,11 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Production's own keys to outside services, kept as parameters: OAuth apps' client secrets
+-- (Gmail, Outlook...), API keys (translation, maps, images), captcha private keys.
+DELETE FROM ir_config_parameter
+ WHERE key ~ '(_secret|api_key|private_key|access_key|secret_key)$'
+   AND key NOT LIKE 'database.%';
 
 COMMIT;
