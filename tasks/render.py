@@ -87,6 +87,8 @@ def checked_timezone(data) -> str:
     return zone
 
 
+DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # systemd's, never the locale's
+WEEKDAYS = rf"({'|'.join(DAY_NAMES)})(,({'|'.join(DAY_NAMES)}))*"
 # The daily calendars at a fixed time of day, with the random delay each may add.
 FIXED_TIME_CALENDARS = {
     "backup_calendar": "backup_randomized_delay_sec",
@@ -102,13 +104,18 @@ def checked_calendar_times(data) -> None:
     zone = zoneinfo.ZoneInfo(checked_timezone(data))
     today = date.today()
     for key, delay_key in FIXED_TIME_CALENDARS.items():
-        when = re.fullmatch(r"(?:\S+ )?\S+ (\d{1,2}):(\d{2})(?::(\d{2}))?", getattr(data, key))
+        when = re.fullmatch(r"(?:(\S+) )?\S+ (\d{1,2}):(\d{2})(?::(\d{2}))?", getattr(data, key))
         if not when:
             continue  # every minute, hour...: nothing to miss
-        hours, minutes, seconds = (int(part or 0) for part in when.groups())
+        weekdays, *clock = when.groups()
+        hours, minutes, seconds = (int(part or 0) for part in clock)
+        # "Mon" or "Sat,Sun": only those days can miss it; anything else, every day.
+        days = weekdays.split(",") if weekdays and re.fullmatch(WEEKDAYS, weekdays) else None
         start = timedelta(hours=hours, minutes=minutes, seconds=seconds)
         end = start + timedelta(seconds=getattr(data, delay_key) if delay_key else 0)
         for day in (today + timedelta(days=n) for n in range(366)):
+            if days and DAY_NAMES[day.weekday()] not in days:
+                continue
             midnight = datetime.combine(day, time(), zone)
             if midnight.utcoffset() == (midnight + timedelta(days=1)).utcoffset():
                 continue  # no change of time that day

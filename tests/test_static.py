@@ -258,6 +258,7 @@ def test_no_daily_timer_falls_in_an_hour_a_change_of_time_skips_or_repeats(host_
             checked_calendar_times(With(host_data, backup_calendar=calendar))
     with pytest.raises(DeployError, match="weekly_deploy_calendar"):
         checked_calendar_times(With(host_data, weekly_deploy_calendar="Sun *-*-* 02:10"))
+    checked_calendar_times(With(host_data, weekly_deploy_calendar="Mon *-*-* 02:10"))  # Sundays
     checked_calendar_times(With(host_data, timezone="UTC", backup_calendar="*-*-* 02:30:00"))
 
 
