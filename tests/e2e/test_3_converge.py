@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
+
 from tasks.util import STAGED_SUFFIX
 
 from .conftest import (
@@ -13,6 +15,7 @@ from .conftest import (
     GROUP_DATA,
     HOSTS,
     ODOO_CONF,
+    PROD,
     RECETTE,
     SANDBOX_SCRIPT,
     STATE_DIR,
@@ -47,10 +50,15 @@ def test_sandbox_up_on_a_running_sandbox_keeps_it(sandbox):
         sandbox.wait_healthy(name)
 
 
-def test_dry_run_shows_the_diff_changes_nothing_and_hides_secrets(sandbox, recette):
-    before = fingerprint(recette)
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [(RECETTE, "diff-recette"), (PROD, "diff-prod")],  # as root, through the sudo login
+)
+def test_dry_run_shows_the_diff_changes_nothing_and_hides_secrets(sandbox, name, target):
+    host = sandbox.host(name)
+    before = fingerprint(host)
     result = sandbox.make(
-        "diff-recette",
+        target,
         PYINFRA_ARGS=" ".join(
             [*GROUP_DATA, "-vvv", "--data odoo_start_timeout=121 --data odoo_workers=3"]
         ),
@@ -63,7 +71,7 @@ def test_dry_run_shows_the_diff_changes_nothing_and_hides_secrets(sandbox, recet
     assert "Will write /etc/oca-france/odoo.conf (content not shown" in output
     for secret in sandbox.secrets:
         assert secret not in output
-    assert fingerprint(recette) == before
+    assert fingerprint(host) == before
 
 
 def inodes(host) -> list[str]:
