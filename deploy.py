@@ -5,7 +5,7 @@ pyinfra inventory.py deploy.py --limit recette   # or: make apply-recette
 
 from pyinfra import host, local
 
-from tasks.util import sudo_unless_root
+from tasks.util import release_instance_lock, sudo_unless_root
 
 sudo_unless_root()  # a non-root login (the README's sudo user): every operation through sudo
 local.include("tasks/preflight.py")  # stops the run before any change when the data cannot work
@@ -24,3 +24,5 @@ if host.data.deploy_restore_allowed:
 
 if host.data.fail2ban_enabled:
     local.include("tasks/fail2ban.py")
+
+release_instance_lock(name="Release the instance's lock (deploys, backups and repairs may run)")

@@ -139,7 +139,7 @@ odoo_list_updates_command = [
 odoo_neutralize_command = ["{venv}/bin/odoo", "neutralize", "-c", "{config}", "-d", "{db}"]
 odoo_server_command = ["{venv}/bin/odoo", "-c", "{config}"]
 
-# --- The deploy script (host/bin/deploy, its steps in host/lib/deploy-lib.sh)
+# --- The deploy (host/bin/deploy: oca_france_host/deploy.py, its steps in deploy_steps.py)
 deploy_snapshots_kept = 2  # snapshots (database copy + filestore links) kept after a success
 deploy_disk_margin_mib = 1024  # MiB that must stay free beside a snapshot, or the deploy refuses
 deploy_logs_kept = 30  # per-deploy logs kept (Odoo's and uv's output)
@@ -149,6 +149,8 @@ deploy_restore_allowed = False  # whether `deploy -R` may replace the data with 
 git_fetch_timeout_sec = 300  # a fetch that takes longer fails (exit 3): it holds the lock
 venv_sync_timeout_sec = 1200  # a venv sync too (serving: refused; stopped: rollback; apply: fails)
 repair_lock_wait_sec = 20  # the repair waits this long for the lock (a short hold passes)
+apply_lock_wait_sec = 120  # an apply waits this long for the lock a deploy or backup holds
+apply_lock_max_sec = 3600  # the most an apply that died keeps the lock (the next replaces it)
 deploy_ref_pattern = ""  # regex every deployed ref must match ("" = any ref)
 
 # --- Backups (tasks/backups.py): daily, while the site serves, kept grandfather-father-son

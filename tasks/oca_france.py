@@ -29,6 +29,7 @@ from tasks.util import (
     atomic_sync,
     command_succeeds,
     database_exists,
+    hold_instance_lock,
     host_data,
     install_template,
     psql_value,
@@ -137,16 +138,6 @@ run_unless(
     **as_odoo,
 )
 
-# uv picks the Python the app asks for (.python-version, requires-python): a matching system
-# one, else one it installs under uv_python_install_dir.
-in_checkout = f"cd {checkout} && export {uv_env(data)} &&"
-run_unless(
-    name="Sync the venv with uv.lock (uv sync --locked), when it differs",
-    done=lambda: command_succeeds(f"{in_checkout} {venv_check_command(data)}", odoo),
-    command=f"{in_checkout} {venv_sync_command(data)}",
-    **as_odoo,
-)
-
 addons_subdirs = checked_addons_subdirs(data)
 if addons_subdirs:
     missing = " ".join(f"{checkout}/{sub}" for sub in addons_subdirs)
@@ -166,6 +157,26 @@ if addons_subdirs:
 install_template(
     name=f"Write the host programs' config ({host_config_file(data)})",
     template="host.json.j2",
+)
+
+# From here on, the apply changes what a deploy also changes (the venv, the server config, the
+# service): it holds the instance's lock as a deploy would, until the end (deploy.py).
+hold_instance_lock(
+    name="Hold the instance's lock for this apply (no deploy, backup or repair beside it)",
+    program=host_program(data, "deploy"),
+    user=odoo,
+    wait=data.apply_lock_wait_sec,
+    max_sec=data.apply_lock_max_sec,
+)
+
+# uv picks the Python the app asks for (.python-version, requires-python): a matching system
+# one, else one it installs under uv_python_install_dir.
+in_checkout = f"cd {checkout} && export {uv_env(data)} &&"
+run_unless(
+    name="Sync the venv with uv.lock (uv sync --locked), when it differs",
+    done=lambda: command_succeeds(f"{in_checkout} {venv_check_command(data)}", odoo),
+    command=f"{in_checkout} {venv_sync_command(data)}",
+    **as_odoo,
 )
 
 odoorc = install_template(

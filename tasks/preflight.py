@@ -8,11 +8,11 @@ from tasks.render import (
     checked_calendar_times,
     checked_timezone,
     deploy_lock_file,
-    deploy_state_file,
+    host_program,
     rendered_files,
     wkhtmltopdf_source,
 )
-from tasks.util import DeployActivity, host_data
+from tasks.util import InstanceActivity, host_data
 
 data = host_data()  # raises for a release group_data/all.py does not list
 if not data.odoo_db_name:
@@ -24,21 +24,21 @@ rendered_files(data)  # every template's variables, addons paths checked among t
 
 # One authority over the instance: an apply restarts Odoo and syncs its venv, so it never
 # runs beside a deploy, a backup or a repair, nor on a deploy that died before its repair.
-activity = dict(
-    (found[0], found[1:])
-    for found in host.get_fact(
-        DeployActivity, state_file=deploy_state_file(data), lock_file=deploy_lock_file(data)
-    )
+# The host program says (deploy --activity); the apply then holds the lock itself (oca_france).
+activity = host.get_fact(
+    InstanceActivity, program=host_program(data, "deploy"), user=data.odoo_user
 )
-if "locked" in activity:  # running (a running deploy has its state file too)
+activity = activity or {}
+unfinished = activity.get("unfinished")
+if unfinished:  # running or died: either way, not now
+    raise DeployError(
+        f"{host.name}: a deploy of {unfinished.get('ref')} is unfinished (step"
+        f" {unfinished.get('step')}): its repair (odoo-deploy-repair.timer, within a minute)"
+        " comes first; apply again after it (sudo -u odoo ~odoo/scripts/deploy --status says"
+        " when it is done)"
+    )
+if activity.get("held_by") and not activity.get("held_by_apply"):  # an apply's is replaced
     raise DeployError(
         f"{host.name}: a deploy, a backup or a repair is running (it holds"
-        f" {deploy_lock_file(data)}): apply again when it is done"
-    )
-if "unfinished" in activity:  # and nobody holds the lock: it died
-    ref, step = (list(activity["unfinished"]) + ["?", "?"])[:2]
-    raise DeployError(
-        f"{host.name}: a deploy of {ref} is unfinished (step {step}): its repair"
-        " (odoo-deploy-repair.timer, within a minute) comes first; apply again after it"
-        " (sudo -u odoo ~odoo/scripts/deploy --status says when it is done)"
+        f" {deploy_lock_file(data)}: {activity['held_by']}): apply again when it is done"
     )

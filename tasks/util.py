@@ -7,12 +7,14 @@ so a check on something an earlier operation installs sees the real state.
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
 from collections.abc import Callable
 from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
+from pyinfra.api.exceptions import OperationError
 from pyinfra.api.util import get_template
 from pyinfra.facts.files import File, Sha1File
 from pyinfra.facts.server import Command, LinuxDistribution
@@ -83,26 +85,68 @@ class CommandSucceeds(FactBase):
         return bool(output) and output[-1].strip() == "yes"
 
 
-class DeployActivity(FactBase):
-    """What holds the instance now: ("unfinished", ref, step) when a deploy's state file is
-    there, ("locked",) when the deploy lock is held (a deploy, backup or repair runs)."""
+class InstanceActivity(FactBase):
+    """What holds the instance now, as the host program says it (deploy --activity, as
+    odoo): {"unfinished": {"ref", "step"} or None, "held_by": who holds the lock or None,
+    "held_by_apply": whether that is an apply's hold}.
+    None before the programs are installed (nothing can be running yet)."""
 
-    def command(self, state_file: str, lock_file: str) -> str:
-        state, lock = shlex.quote(state_file), shlex.quote(lock_file)
-        # The lock is opened for reading only: nothing is created, whatever the path is. A short
-        # hold (odoo-auto-deploy's fetch, each minute) is waited for.
+    def command(self, program: str, user: str) -> str:
+        program, user = shlex.quote(program), shlex.quote(user)
         return (
-            f"if [ -f {state} ]; then printf 'unfinished %s %s\\n'"
-            f' "$(sed -n s/^ref=//p {state})" "$(sed -n s/^step=//p {state})"; fi;'
-            f" if [ -f {lock} ]; then {{ flock -w 10 9 || echo locked; }} 9<{lock}; fi; true"
+            f"if [ -x {program} ] && id -u {user} >/dev/null 2>&1; then"
+            f" runuser -u {user} -- {program} --activity 2>/dev/null || true; fi"
         )
 
     @staticmethod
-    def default() -> list:
-        return []  # no output: nothing holds the instance
+    def default():
+        return None
 
-    def process(self, output: list[str]) -> list[tuple[str, ...]]:
-        return [tuple(line.split()) for line in output if line.strip()]
+    def process(self, output: list[str]):
+        try:
+            found = json.loads("\n".join(output))
+        except ValueError:
+            return None  # a program from before --activity: the apply's lock decides
+        return found if isinstance(found, dict) else None
+
+
+APPLY_LOCK_UNIT = "oca-france-apply-lock.service"
+
+
+@operation()
+def hold_instance_lock(program: str, user: str, wait: int, max_sec: int):
+    """The instance's lock, held for the rest of the apply (a transient unit, as `user`, runs
+    `deploy --apply-lock`): a deploy, a backup or a repair never runs beside what the apply
+    changes. Taken when the apply executes (never in a dry run); not a change of the host."""
+    if host.state.is_executing:
+        unit = APPLY_LOCK_UNIT
+        command = (
+            f"systemctl stop {unit} 2>/dev/null; systemctl reset-failed {unit} 2>/dev/null;"
+            f" systemd-run --quiet --collect --unit={unit} --uid={user} --gid={user}"
+            f" -p Type=notify -p TimeoutStartSec={wait + 60} -p RuntimeMaxSec={max_sec}"
+            f" {shlex.quote(program)} --apply-lock {wait}"
+            f" || {{ sleep 1; journalctl -q -o cat -n 2 -u {unit} >&2; exit 1; }}"
+        )
+        ok, output = host.run_shell_command(StringCommand(command), _sudo=host.data._sudo)
+        if not ok:
+            said = " ".join(line.strip() for line in output.stderr_lines[-2:])
+            raise OperationError(f"the instance's lock was not taken for this apply: {said}")
+    host.noop(f"the instance's lock is held for this apply ({APPLY_LOCK_UNIT})")
+    return
+    yield  # an operation: a generator
+
+
+@operation()
+def release_instance_lock():
+    """The apply's hold released: deploys, backups and repairs may run again."""
+    if host.state.is_executing:
+        host.run_shell_command(
+            StringCommand(f"systemctl stop {APPLY_LOCK_UNIT} 2>/dev/null || true"),
+            _sudo=host.data._sudo,
+        )
+    host.noop(f"the instance's lock is released ({APPLY_LOCK_UNIT} stopped)")
+    return
+    yield
 
 
 def command_succeeds(command: str, user: str) -> bool:

@@ -60,14 +60,20 @@ def render(data, name: str) -> str:
 
 
 def bash_scripts() -> list[Path]:
-    """Every bash program of the hosts (plain files: nothing rendered), and the project's."""
-    programs = [
-        path
-        for path in sorted((HOST_DIR / "bin").iterdir())
-        if not path.is_symlink() and path.read_text().startswith("#!/usr/bin/env bash")
-    ]
-    libraries = sorted((HOST_DIR / "lib").glob("*.sh"))
-    return [PROJECT_DIR / script for script in PROJECT_SCRIPTS] + programs + libraries
+    """The project's bash scripts (the hosts run none: see the test below)."""
+    return [PROJECT_DIR / script for script in PROJECT_SCRIPTS]
+
+
+def test_every_host_program_is_the_one_python_launcher():
+    """host/ is one Python program: each bin/ entry is the same isolated launcher (python3 -I),
+    which runs the module its name maps to; no bash, no library sourced."""
+    launcher = (HOST_DIR / "bin" / "oca-france").read_bytes()
+    assert launcher.startswith(b"#!/usr/bin/python3 -I\n")
+    programs = sorted(path.name for path in (HOST_DIR / "bin").iterdir())
+    assert {"deploy", "odoo-backup", "odoo-backup-transfer", "odoo-auto-deploy"} <= set(programs)
+    for name in programs:
+        assert (HOST_DIR / "bin" / name).read_bytes() == launcher, name
+    assert not list(HOST_DIR.rglob("*.sh"))
 
 
 def test_no_host_program_is_a_template():
@@ -108,7 +114,8 @@ def test_transfer_needs_recettes_address_and_pinned_host_key(inventory):
     assert (
         config["backup_transfer_known_hosts_file"] == "/etc/oca-france/backup-transfer.known_hosts"
     )
-    assert "StrictHostKeyChecking=yes" in (HOST_DIR / "bin" / "odoo-backup-transfer").read_text()
+    transfer = HOST_DIR / "lib" / "oca_france_host" / "transfer.py"
+    assert '"StrictHostKeyChecking=yes"' in transfer.read_text()
     assert "authorized_keys.j2" not in files  # prod accepts no delivery
     for missing in ("backup_transfer_host", "backup_transfer_host_key"):
         with pytest.raises(DeployError, match="ssh_host_ed25519_key.pub"):
@@ -134,7 +141,7 @@ def test_recettes_key_line_restricts_to_rrsync_write_only(inventory):
         "-munge",
         "/home/odoo/.odoo_dumps/incoming",
     ]
-    assert config["incoming_limit_mib"] == 20480
+    assert config["production_data_incoming_limit_mib"] == 20480
     assert "backup-transfer.key.j2" not in rendered_files(recette)  # recette sends nothing
 
 
@@ -345,7 +352,7 @@ def test_only_recette_gets_the_deploy_timers(inventory):
 
 
 def test_scripts_bash_syntax():
-    assert len(bash_scripts()) >= 9
+    assert len(bash_scripts()) >= 3
     for path in bash_scripts():
         result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
         assert result.returncode == 0, f"{path.name}: {result.stderr}"

@@ -103,7 +103,7 @@ def make_host(unit_inventory, tmp_path):
         root.mkdir()
         host = Host(root, moved_config(host_config(data), root))
         for key in (
-            "checkout",
+            "oca_france_dir",
             "deploy_log_dir",
             "snapshot_dir",
             "prepared_dir",
@@ -209,7 +209,7 @@ def deployed(make_host, tmp_path):
     (origin / "README").write_text("one\n")
     git("add", "-A", cwd=origin)
     git("commit", "-qm", "one", cwd=origin)
-    checkout = host.path("checkout")
+    checkout = host.path("oca_france_dir")
     checkout.rmdir()
     git("clone", "-q", str(origin), str(checkout), cwd=tmp_path)
     (origin / "README").write_text("two\n")
@@ -223,7 +223,7 @@ def fake_services(host) -> None:
     per database in dbs/)."""
     dbs = host.root / "dbs"
     dbs.mkdir()
-    (dbs / host.config["db_name"]).write_text("live\n")
+    (dbs / host.config["odoo_db_name"]).write_text("live\n")
     host.fake("systemctl", 'case "$1" in is-active) exit 0 ;; esac; exit 0')
     host.fake(
         "curl",
@@ -252,9 +252,9 @@ exit 0""",
 
 
 def died_at(host, step: str, **state: str) -> None:
-    head = git("rev-parse", "HEAD", cwd=host.path("checkout"))
+    head = git("rev-parse", "HEAD", cwd=host.path("oca_france_dir"))
     fields = {"step": step, "ref": "origin/18.0", "from": head, "to": "0" * 40, **state}
-    fields.setdefault("snapshot", f"{host.config['db_name']}-snap-20261202T100000")
+    fields.setdefault("snapshot", f"{host.config['odoo_db_name']}-snap-20261202T100000")
     host.path("deploy_state_file").write_text("".join(f"{k}={v}\n" for k, v in fields.items()))
 
 

@@ -112,7 +112,7 @@ def test_a_delivery_waits_for_the_deploy_lock_then_fails_once_with_the_reason(re
 
 def test_a_transfer_session_holds_the_acceptance_off_the_delivery(recette):
     """odoo-production-data-receive holds the incoming lock while prod's rsync writes."""
-    recette.config["incoming_lock_wait_sec"] = 1
+    recette.config["production_data_incoming_lock_wait_sec"] = 1
     recette.write_config()
     lock_file = recette.config["incoming_lock_file"]
     with open(lock_file, "a") as held:

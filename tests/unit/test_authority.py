@@ -9,10 +9,11 @@ import os
 import subprocess
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 from tasks.render import venv_sync_command
-from tasks.util import DeployActivity
+from tasks.util import InstanceActivity
 
 from .conftest import died_at, edit_manifest, fake_services, git, history, write_backup
 
@@ -31,7 +32,7 @@ def test_the_guard_lets_the_service_start_when_no_deploy_is_unfinished(deployed)
 
 def test_the_guard_repairs_a_deploy_that_died_before_the_service_starts(deployed):
     fake_services(deployed)
-    db = deployed.config["db_name"]
+    db = deployed.config["odoo_db_name"]
     snapshot = f"{db}-snap-20261202T100000"
     (deployed.dbs / snapshot).write_text("before the deploy\n")
     (deployed.dbs / db).write_text("restored, not neutralized\n")
@@ -113,12 +114,12 @@ def test_a_hung_venv_sync_during_the_downtime_rolls_back(deployed):
     (deployed.origin / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "2"\n')
     git("add", "-A", cwd=deployed.origin)
     git("commit", "-qm", "two", cwd=deployed.origin)
-    previous = git("rev-parse", "HEAD", cwd=deployed.path("checkout"))
+    previous = git("rev-parse", "HEAD", cwd=deployed.path("oca_france_dir"))
     deployed.config["venv_sync_timeout_sec"] = 1
     deployed.write_config()
     fake_services(deployed)
     hung = deployed.root / "hung-once"
-    checkout = deployed.path("checkout")
+    checkout = deployed.path("oca_france_dir")
     deployed.fake(
         "uv",
         f'case "$1" in python) echo /usr/bin/python3 ;;'
@@ -131,7 +132,7 @@ def test_a_hung_venv_sync_during_the_downtime_rolls_back(deployed):
     assert time.monotonic() - started < 20
     assert "uv sync --locked took more than 1s" in result.stderr  # the failed step's lines
     assert git("rev-parse", "HEAD", cwd=checkout) == previous
-    assert (deployed.dbs / deployed.config["db_name"]).read_text() == "live\n"
+    assert (deployed.dbs / deployed.config["odoo_db_name"]).read_text() == "live\n"
     assert history(deployed)[-1]["result"] == "rolled back"
     assert history(deployed)[-1]["failed_step"] == "switching"
 
@@ -227,29 +228,25 @@ def test_the_acceptance_gives_up_on_a_deploy_left_unfinished(make_host):
     assert list(host.path("production_data_dir").iterdir()) == []
 
 
-def activity(tmp_path, state: str | None = None, hold: bool = False) -> str:
-    state_file, lock_file = tmp_path / "state", tmp_path / "lock"
-    lock_file.touch()
-    if state is not None:
-        state_file.write_text(state)
-    command = DeployActivity().command(str(state_file), str(lock_file))
-    lock = open(lock_file)  # noqa: SIM115
-    if hold:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-    try:
-        return subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout
-    finally:
-        lock.close()
+def test_an_apply_sees_an_unfinished_or_running_deploy(deployed):
+    """The preflight's fact asks deploy --activity: an apply stops before any change on a
+    deploy that is unfinished or a lock held (an earlier apply's hold is replaced instead)."""
+    fact = InstanceActivity()
 
+    def activity() -> dict:
+        result = deployed.run("deploy", "--activity")
+        assert result.returncode == 0, result.stderr
+        return fact.process(result.stdout.splitlines())
 
-def test_an_apply_sees_an_unfinished_or_running_deploy(tmp_path):
-    """The preflight's fact: an apply stops before any change on either."""
-    fact = DeployActivity()
-    assert fact.process(activity(tmp_path).splitlines()) == []
-    unfinished = activity(tmp_path, "step=updating\nref=origin/18.0\n")
-    assert fact.process(unfinished.splitlines()) == [("unfinished", "origin/18.0", "updating")]
-    (tmp_path / "state").unlink()
-    assert fact.process(activity(tmp_path, hold=True).splitlines()) == [("locked",)]
+    assert activity() == {"unfinished": None, "held_by": None, "held_by_apply": False}
+    died_at(deployed, "updating")
+    assert activity()["unfinished"] == {"ref": "origin/18.0", "step": "updating"}
+    deployed.path("deploy_state_file").unlink()
+    with hold_lock(deployed):
+        Path(deployed.config["deploy_lock_file"]).write_text("odoo-backup (pid 1) since x\n")
+        found = activity()
+    assert found["held_by"].startswith("odoo-backup") and not found["held_by_apply"]
+    assert fact.process(["Usage: deploy [-R] <git-ref>"]) is None  # a deploy from before
 
 
 def test_a_refused_auto_deploy_backs_off(deployed):
@@ -262,7 +259,7 @@ def test_a_refused_auto_deploy_backs_off(deployed):
     deployed.config["deploy_command"] = str(fake)
     deployed.write_config()
     state = deployed.path("auto_deploy_state_file")
-    state.write_text(git("rev-parse", "HEAD", cwd=deployed.path("checkout")) + "\n")
+    state.write_text(git("rev-parse", "HEAD", cwd=deployed.path("oca_france_dir")) + "\n")
     retry = state.with_name(state.name + ".retry")
 
     def deploys() -> int:

@@ -165,7 +165,7 @@ def backing_up(make_host, pg_dump: str = ""):
     """prod, ready for odoo-backup: a checkout (its commit goes in the manifest), a
     filestore, pg_dump writing a dump (after `pg_dump`, a script), pg_restore reading it."""
     host = make_host("oca-france-prod")
-    checkout = host.path("checkout")
+    checkout = host.path("oca_france_dir")
     git("init", "-q", "-b", "18.0", cwd=checkout)
     git("commit", "-q", "--allow-empty", "-m", "release", cwd=checkout)
     attachment = host.path("filestore_root") / PROD_DB / "ab" / "abcdef"

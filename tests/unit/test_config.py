@@ -1,5 +1,5 @@
 """The host config (/etc/oca-france/host.json): rendered from group_data for each environment
-and release, read by the Python programs as JSON and by the bash ones as HOST_* variables."""
+and release, read by the host programs as JSON, each setting under its group_data name."""
 
 from __future__ import annotations
 
@@ -14,68 +14,51 @@ from tasks.render import host_config
 from .conftest import HOST_DIR
 
 
-def config_shell(config_file) -> subprocess.CompletedProcess:
+def config_get(config_file, key: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["python3", "-m", "oca_france_host.config", "shell"],
+        [
+            "python3",
+            "-I",
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]);"
+            " from oca_france_host import config; sys.exit(config.main(sys.argv[2:]))",
+            str(HOST_DIR / "lib"),
+            "get",
+            key,
+        ],
         capture_output=True,
         text=True,
-        env={
-            **os.environ,
-            "PYTHONPATH": str(HOST_DIR / "lib"),
-            "OCA_FRANCE_HOST_CONFIG": config_file,
-        },
+        env={**os.environ, "OCA_FRANCE_HOST_CONFIG": config_file},
     )
 
 
-def in_bash(config_file, script: str) -> str:
-    """`script`'s output, run after eval "$(config shell)", as the bash programs do."""
-    result = subprocess.run(
-        ["bash", "-c", f'set -eu; eval "$(python3 -m oca_france_host.config shell)"; {script}'],
-        capture_output=True,
-        text=True,
-        env={
-            **os.environ,
-            "PYTHONPATH": str(HOST_DIR / "lib"),
-            "OCA_FRANCE_HOST_CONFIG": config_file,
-        },
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def test_the_config_loads_in_bash_with_every_value(host_data, tmp_path):
+def test_the_config_holds_every_value_under_group_datas_names(host_data, tmp_path):
     config = host_config(host_data)
     text = json.dumps(config)  # JSON-serialisable: host.json.j2 is `config | tojson`
     for secret in TEST_SECRETS.values():
         assert secret not in text
     config_file = tmp_path / "host.json"
     config_file.write_text(text)
-    assert config_shell(str(config_file)).returncode == 0
-    assert in_bash(str(config_file), 'echo "$HOST_DB_NAME"') == f"{host_data.odoo_db_name}\n"
-
-    # Every key, as bash sees it: a scalar as one word, a list as an array (its length, then
-    # its items), NUL-separated; compared with the JSON.
-    script, expected = [], []
-    for key, value in sorted(config.items()):
-        name = f"HOST_{key.upper()}"
-        if isinstance(value, list):
-            script.append(f'printf "%s\\0" "${{#{name}[@]}}" "${{{name}[@]}}"')
-            expected += [str(len(value)), *map(str, value)]
-        else:
-            script.append(f'printf "%s\\0" "${name}"')
-            expected.append(str(value).lower() if isinstance(value, bool) else str(value))
-    assert isinstance(config["sync_command"], list) and "\n" in config["environment_sql"]
-    assert in_bash(str(config_file), "; ".join(script)).split("\0")[:-1] == expected
-    # readonly: a program cannot change its config by accident
-    assert "readonly HOST_DB_NAME=" in config_shell(str(config_file)).stdout
+    # One name from group_data to the host: a setting keeps its group_data name.
+    for key in ("odoo_db_name", "oca_france_dir", "oca_france_service", "odoo_running_env"):
+        assert config[key] == getattr(host_data, key)
+        assert config_get(str(config_file), key).stdout == f"{getattr(host_data, key)}\n"
+    assert config["odoo_sync_command"] == host_data.odoo_sync_command
+    assert "db_name" not in config and "checkout" not in config
+    listed = config_get(str(config_file), "odoo_sync_command")
+    assert json.loads(listed.stdout) == config["odoo_sync_command"]
+    assert "\n" in config["environment_sql"]
 
 
 def test_a_missing_or_broken_config_stops_with_exit_2(tmp_path):
-    missing = config_shell(str(tmp_path / "none.json"))
+    missing = config_get(str(tmp_path / "none.json"), "odoo_db_name")
     assert missing.returncode == 2
     assert f"cannot read the host config {tmp_path / 'none.json'}" in missing.stderr
-    (tmp_path / "bad.json").write_text('{"bad key": 1}')
-    assert "is not a usable name" in config_shell(str(tmp_path / "bad.json")).stderr
+    (tmp_path / "list.json").write_text("[1]")
+    assert "not a JSON object" in config_get(str(tmp_path / "list.json"), "x").stderr
+    (tmp_path / "ok.json").write_text("{}")
+    absent = config_get(str(tmp_path / "ok.json"), "odoo_db_name")
+    assert absent.returncode == 2 and "has no 'odoo_db_name'" in absent.stderr
 
 
 class Recording:

@@ -98,7 +98,13 @@ def test_an_unknown_ref_is_refused_after_the_fetch(deployed):
 
 
 def test_a_failed_fetch_exits_3(deployed):
-    git("remote", "set-url", "origin", "/nonexistent/origin.git", cwd=deployed.path("checkout"))
+    git(
+        "remote",
+        "set-url",
+        "origin",
+        "/nonexistent/origin.git",
+        cwd=deployed.path("oca_france_dir"),
+    )
     result = deployed.run("deploy", "origin/18.0")
     assert result.returncode == 3
     assert "git fetch failed" in result.stderr
@@ -108,12 +114,14 @@ def test_a_failed_fetch_exits_3(deployed):
 def test_a_deploy_that_died_before_the_release_is_repaired_by_starting_it_again(deployed, step):
     fake_services(deployed)
     died_at(deployed, step)
-    (deployed.dbs / f"{deployed.config['db_name']}-snap-20261202T100000").write_text("partial\n")
+    (deployed.dbs / f"{deployed.config['odoo_db_name']}-snap-20261202T100000").write_text(
+        "partial\n"
+    )
     result = deployed.run("deploy", "--repair")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "repaired: the previous release was still in place" in result.stdout
-    assert f"systemctl start {deployed.config['service']}" in deployed.logged()
-    assert not (deployed.dbs / f"{deployed.config['db_name']}-snap-20261202T100000").exists()
+    assert f"systemctl start {deployed.config['oca_france_service']}" in deployed.logged()
+    assert not (deployed.dbs / f"{deployed.config['odoo_db_name']}-snap-20261202T100000").exists()
     assert (history(deployed)[-1]["result"], history(deployed)[-1]["failed_step"]) == (
         "repaired",
         step,
@@ -133,7 +141,7 @@ def test_a_deploy_that_died_after_a_healthy_start_is_recorded_as_deployed(deploy
 @pytest.mark.parametrize("step", ["switching", "restoring", "neutralizing", "updating", "starting"])
 def test_a_deploy_that_died_during_the_release_is_rolled_back(deployed, step):
     fake_services(deployed)
-    db = deployed.config["db_name"]
+    db = deployed.config["odoo_db_name"]
     snapshot = f"{db}-snap-20261202T100000"
     (deployed.dbs / snapshot).write_text("before the deploy\n")
     (deployed.dbs / db).write_text("half-migrated\n")

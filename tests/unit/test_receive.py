@@ -16,7 +16,7 @@ MIB = 2**20
 @pytest.fixture
 def recette(make_host):
     host = make_host("oca-france-recette")
-    host.config["incoming_limit_mib"] = 4
+    host.config["production_data_incoming_limit_mib"] = 4
     host.config["receive_command"] = ["rrsync", "-wo", "-munge", str(host.path("incoming_dir"))]
     host.write_config()
     return host
@@ -131,7 +131,7 @@ def test_a_session_holds_the_lock_the_acceptance_takes(recette):
 
 
 def test_a_session_that_cannot_get_the_lock_says_why(recette):
-    recette.config["incoming_lock_wait_sec"] = 1
+    recette.config["production_data_incoming_lock_wait_sec"] = 1
     recette.write_config()
     with open(recette.config["incoming_lock_file"], "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)

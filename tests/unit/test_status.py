@@ -101,7 +101,7 @@ def test_all_fine_is_ok(status_host, name):
     assert result.stdout.endswith(OK) and "ATTENTION" not in result.stdout
     assert f"deployed:         18.0-20261127 {COMMIT[:12]}\n" in result.stdout
     assert "service:          odoo-oca-france.service active, health ok\n" in result.stdout
-    checkout = host.config["checkout"]
+    checkout = host.config["oca_france_dir"]
     assert f"git -c safe.directory={checkout} -C {checkout} rev-parse HEAD" in host.logged()
     if name == "oca-france-prod":
         assert f"last backup:      {PROD_DB}-" in result.stdout
@@ -132,7 +132,7 @@ def test_a_failing_health_is_flagged(status_host, health_url, where):
 
 def test_recettes_incoming_directory_near_its_limit_is_flagged(status_host):
     host = status_host("oca-france-recette")
-    host.config["incoming_limit_mib"] = 1
+    host.config["production_data_incoming_limit_mib"] = 1
     host.write_config()
     incoming = host.path("incoming_dir")
     (incoming / "part.dump").write_bytes(b"x" * 300 * 1024)

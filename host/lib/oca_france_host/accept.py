@@ -31,7 +31,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from oca_france_host import backups, config, lock
+from oca_france_host import backups, config, state
 
 
 def log(message: str) -> None:
@@ -97,12 +97,12 @@ def put_in_place(partial: Path, settings: dict) -> Path:
     production_data = partial.parent
     final = production_data / partial.name.removeprefix(PARTIAL)
     try:
-        held = lock.take_when_finished(
+        held = state.take_when_finished(
             settings["deploy_lock_file"],
             settings["deploy_state_file"],
             settings["backup_lock_wait_sec"],
         )
-    except lock.LockBusy as busy:
+    except state.LockBusy as busy:
         shutil.rmtree(partial, ignore_errors=True)
         raise Failed(f"{final.name} is verified, but not accepted: {busy}") from None
     with held:
@@ -135,8 +135,10 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(stale, ignore_errors=True)
     try:
         try:
-            held = lock.take(settings["incoming_lock_file"], settings["incoming_lock_wait_sec"])
-        except lock.LockBusy as busy:
+            held = state.take(
+                settings["incoming_lock_file"], settings["production_data_incoming_lock_wait_sec"]
+            )
+        except state.LockBusy as busy:
             raise Failed(f"a transfer from prod is still writing: {busy}") from None
         with held:
             partial = claim(incoming, production_data)

@@ -1,8 +1,6 @@
 """The host config: /etc/oca-france/host.json, rendered by the apply from group_data.
 
-    python3 -m oca_france_host.config shell   the config as HOST_<KEY> bash assignments
-                                              (the bash programs: eval "$(...)")
-    python3 -m oca_france_host.config get KEY one value
+    python3 -m oca_france_host.config get KEY   one value
 
 OCA_FRANCE_HOST_CONFIG names another file (the unit tests).
 """
@@ -11,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shlex
 import sys
 from pathlib import Path
 
@@ -44,33 +40,8 @@ def value(config: dict, key: str):
         raise ConfigError(f"{path()} has no {key!r} (re-apply the configuration)") from None
 
 
-def shell_word(item) -> str:
-    if isinstance(item, bool):
-        return "true" if item else "false"
-    return shlex.quote("" if item is None else str(item))
-
-
-def shell_assignments(config: dict) -> str:
-    """readonly HOST_<KEY>=value per key (the key upper-cased); lists become arrays."""
-    lines = []
-    for key, item in sorted(config.items()):
-        name = f"HOST_{key.upper()}"
-        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
-            raise ConfigError(f"{path()}: {key!r} is not a usable name")
-        if isinstance(item, dict):
-            continue  # structured values are for the Python programs
-        if isinstance(item, list):
-            lines.append(f"readonly -a {name}=({' '.join(shell_word(i) for i in item)})")
-        else:
-            lines.append(f"readonly {name}={shell_word(item)}")
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str]) -> int:
     try:
-        if argv == ["shell"]:
-            sys.stdout.write(shell_assignments(load()))
-            return 0
         if len(argv) == 2 and argv[0] == "get":
             item = value(load(), argv[1])
             print(

@@ -8,6 +8,10 @@ import sys
 from oca_france_host.config import ConfigError
 
 PROGRAMS = {
+    "deploy": "deploy",
+    "odoo-backup": "backup",
+    "odoo-backup-transfer": "transfer",
+    "odoo-auto-deploy": "auto_deploy",
     "odoo-backup-verify": "verify",
     "odoo-backup-prune": "prune",
     "odoo-production-data-accept": "accept",

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from oca_france_host import config, lock
+from oca_france_host import config, state
 
 BLOCK = 4096  # what a file or a directory takes at least: many small files add up too
 POLL_SEC = 1.0
@@ -128,7 +128,7 @@ def run_limited(command: list[str], room: int, watch: Watch) -> tuple[int, bool]
 
 def incoming_limit(settings: dict) -> int:
     """The incoming directory's limit, in bytes."""
-    return int(config.value(settings, "incoming_limit_mib")) * 2**20
+    return int(config.value(settings, "production_data_incoming_limit_mib")) * 2**20
 
 
 def main(argv: list[str]) -> int:
@@ -140,11 +140,11 @@ def main(argv: list[str]) -> int:
     limit = incoming_limit(settings)
     command = list(config.value(settings, "receive_command"))
     try:
-        held = lock.take(
+        held = state.take(
             config.value(settings, "incoming_lock_file"),
-            config.value(settings, "incoming_lock_wait_sec"),
+            config.value(settings, "production_data_incoming_lock_wait_sec"),
         )
-    except lock.LockBusy as busy:
+    except state.LockBusy as busy:
         say(f"ERROR: recette is still accepting the previous delivery: {busy}")
         return 1
     with held:

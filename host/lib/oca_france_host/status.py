@@ -21,7 +21,7 @@ import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from oca_france_host import backups, config, lock, receive
+from oca_france_host import backups, config, receive, state
 
 INCOMING_FULL = 0.8  # incoming/ this full: a production that grows will soon be refused
 
@@ -91,16 +91,8 @@ def failed_units() -> list[str]:
 
 
 def last_refresh(history_file: str) -> dict | None:
-    """The newest deploy that restored production data (deploy-history.jsonl)."""
-    try:
-        lines = Path(history_file).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
+    """The newest deploy that restored production data (the deploy history)."""
+    for entry in reversed(state.history(history_file)):
         if entry.get("action") == "deploy" and entry.get("restore") is True:
             return entry
     return None
@@ -119,17 +111,17 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip(), file=sys.stderr)
         return 0 if argv[0] in ("-h", "--help") else 2
     c = config.load()
-    service = c["service"]
+    service = c["oca_france_service"]
     now = datetime.now().astimezone()
     flags = []
-    commit = git(c["checkout"], "rev-parse", "HEAD")
-    tag = git(c["checkout"], "describe", "--tags", "--exact-match", "HEAD")
+    commit = git(c["oca_france_dir"], "rev-parse", "HEAD")
+    tag = git(c["oca_france_dir"], "describe", "--tags", "--exact-match", "HEAD")
     print(f"deployed:         {tag or '(no tag)'} {commit[:12] or '(no checkout)'}")
-    state = run("systemctl", "is-active", service) or "inactive"
+    active = run("systemctl", "is-active", service) or "inactive"
     healthy = health(c["health_url"])
-    print(f"service:          {service} {state}, health {healthy}")
-    if state != "active" or healthy != "ok":
-        flags.append(f"{service} is {state}, health {healthy}")
+    print(f"service:          {service} {active}, health {healthy}")
+    if active != "active" or healthy != "ok":
+        flags.append(f"{service} is {active}, health {healthy}")
     if c["backup_enabled"]:
         found = newest(c["backup_dir"])
         if found is None:
@@ -179,7 +171,7 @@ def main(argv: list[str]) -> int:
                     f" {refresh.get('by')}) {outcome} at step {step}:"
                     f" {refresh.get('error') or 'see its log ' + str(refresh.get('log'))}"
                 )
-    unfinished = lock.read_state(c["deploy_state_file"])
+    unfinished = state.unfinished(c["deploy_state_file"])
     if unfinished is not None:
         flags.append(
             f"a deploy of {unfinished.get('ref', '?')} is unfinished (step"
