@@ -3,7 +3,10 @@ repair acts. Runs last (after the privilege test)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import threading
+import time
 
 from .conftest import (
     DB,
@@ -49,6 +52,42 @@ def test_an_apply_or_a_start_during_a_deploys_downtime_does_not_start_odoo(sandb
         recette.run("systemctl reset-failed deploy-under-apply.service")
     assert head(recette) == commit
     sandbox.wait_healthy(RECETTE, timeout=30)
+
+
+def apply_holds_the_lock(recette) -> bool:
+    found = deploy(recette, "--activity")
+    return found.rc == 0 and json.loads(found.stdout)["held_by_apply"] is True
+
+
+def test_a_deploy_during_an_apply_waits_for_it_or_is_refused(sandbox, recette):
+    """The apply holds the instance's lock while it changes what a deploy also changes (the
+    venv, the server config, the service): a deploy then is refused (exit 2, naming the
+    apply) or, with --wait, waits for the apply's end; the apply leaves the lock free."""
+    applied: dict = {}
+
+    def apply() -> None:
+        applied["result"] = sandbox.apply("--limit", RECETTE)
+        applied["ended"] = time.monotonic()
+
+    applying = threading.Thread(target=apply)
+    applying.start()
+    try:
+        wait_for(lambda: apply_holds_the_lock(recette), 600, "the apply's hold")
+        refused = deploy(recette, "origin/18.0")
+        assert refused.rc == 2, refused.stdout + refused.stderr
+        assert "a repair is running" in refused.stderr and ": apply (pid " in refused.stderr
+        waited = deploy(recette, "--wait", "900", "--dry-run", "origin/18.0")
+        waited_until = time.monotonic()
+    finally:
+        applying.join(timeout=900)
+    result = applied["result"]
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert waited.rc == 0, waited.stdout + waited.stderr
+    assert "is held (a deploy, a backup or a repair: apply (pid " in waited.stderr
+    assert "dry run: nothing was changed" in waited.stdout
+    assert waited_until >= applied["ended"] - 5  # it went on once the apply was done
+    assert json.loads(deploy(recette, "--activity").stdout)["held_by"] is None
+    assert not recette.service("oca-france-apply-lock.service").is_running
 
 
 def tag_for_prod(sandbox, tag: str, change) -> str:

@@ -1,0 +1,175 @@
+"""The deploy's state machine, end to end with fakes at the runner's seam: a whole deploy goes
+through every step in order; a deploy killed (SIGKILL, by the tool it was running) at each
+step is then repaired to a release that runs, on data that matches it; the lock is never
+inherited by what a holder starts; the apply's hold is taken and released like the others."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from .conftest import BIN, fake_services, git, history
+
+# The steps in the order a deploy records them (its state file), and the tool it runs there.
+STEPS = ["preflight", "stopping", "snapshot", "switching", "updating", "starting", "healthy"]
+
+
+def deployable(host) -> str:
+    """A release that can be deployed with the fakes: a uv project, a real commit of origin,
+    an update command and a service that answer; returns the commit."""
+    (host.origin / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "2"\n')
+    git("add", "-A", cwd=host.origin)
+    git("commit", "-qm", "app", cwd=host.origin)
+    fake_services(host)
+    host.fake("uv", 'case "$1" in python) echo /usr/bin/python3 ;; esac; exit 0')
+    host.fake("click-odoo-update", 'echo "updated $*"')
+    host.config["update_command"] = [str(host.fakes / "click-odoo-update"), "-d", "db"]
+    host.config["odoo_start_timeout"] = 5
+    host.write_config()
+    filestore = host.path("filestore_root") / host.config["odoo_db_name"]
+    (filestore / "ab").mkdir(parents=True)
+    (filestore / "ab" / "abcdef").write_text("invoice\n")
+    return git("rev-parse", "HEAD", cwd=host.origin)
+
+
+def test_a_deploy_goes_through_every_step_and_records_itself(deployed):
+    commit = deployable(deployed)
+    result = deployed.run("deploy", "origin/18.0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    head = git("rev-parse", "HEAD", cwd=deployed.path("oca_france_dir"))
+    assert head == commit
+    calls = deployed.logged()
+    service = deployed.config["oca_france_service"]
+    order = [
+        f"systemctl stop {service}",
+        f"createdb --template={deployed.config['odoo_db_name']} --strategy=FILE_COPY",
+        "click-odoo-update -d db",
+        f"systemctl start {service}",
+    ]
+    positions = [next(i for i, c in enumerate(calls) if c.startswith(o)) for o in order]
+    assert positions == sorted(positions), calls
+    entry = history(deployed)[-1]
+    assert (entry["action"], entry["result"], entry["to"], entry["restore"]) == (
+        "deploy",
+        "deployed",
+        commit,
+        False,
+    )
+    assert isinstance(entry["downtime_s"], int) and isinstance(entry["duration_s"], int)
+    assert not deployed.path("deploy_state_file").exists()
+    assert "updated -d db" in next(deployed.path("deploy_log_dir").glob("*.log")).read_text()
+    assert "updated -d db" not in result.stdout  # the tools' output goes to the log only
+
+
+def kill_the_deploy(host, tool: str, condition: str) -> str:
+    """The fake `tool` kills the deploy (the pid its state file names) with SIGKILL once it
+    has done its work, when `condition` holds: a power cut at that point. Returns the fake as
+    it was."""
+    fake = host.fakes / tool
+    original = fake.read_text()
+    lines = original.splitlines()
+    state = host.path("deploy_state_file")
+    killer = f"trap 'if {condition}; then kill -9 \"$(sed -n s/^pid=//p {state})\"; fi' EXIT"
+    fake.write_text("\n".join([*lines[:2], killer, *lines[2:]]) + "\n")
+    return original
+
+
+# Where each step is killed: (the step its state file says, the tool, when).
+KILL_POINTS = [
+    ("stopping", "systemctl", '[[ "$1" == stop ]]'),
+    ("snapshot", "createdb", '[[ "$1" == --template=* ]]'),
+    ("switching", "uv", '[[ "$1" == sync && "$PWD" == */oca-france ]]'),
+    ("updating", "click-odoo-update", "true"),
+    ("starting", "curl", '[[ "$*" == *health* ]]'),
+    ("healthy", "psql", '[[ "$*" == *LIKE* ]]'),
+]
+
+
+@pytest.mark.parametrize(
+    ("step", "tool", "condition"), KILL_POINTS, ids=[k[0] for k in KILL_POINTS]
+)
+def test_a_deploy_killed_at_each_step_is_repaired(deployed, step, tool, condition):
+    commit = deployable(deployed)
+    checkout = deployed.path("oca_france_dir")
+    assert checkout.name == "oca-france"
+    previous = git("rev-parse", "HEAD", cwd=checkout)
+    db = deployed.config["odoo_db_name"]
+    # The release's migration writes its work (half of it, when killed).
+    deployed.fake("click-odoo-update", f'echo migrated > "{deployed.dbs}/{db}"')
+    original = kill_the_deploy(deployed, tool, condition)
+    killed = deployed.run("deploy", "origin/18.0")
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    left = deployed.path("deploy_state_file").read_text().splitlines()
+    assert f"step={step}" in left
+    # The repair, as odoo-deploy-repair.timer runs it (the tool no longer kills anything).
+    (deployed.fakes / tool).write_text(original)
+    repaired = deployed.run("deploy", "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert not deployed.path("deploy_state_file").exists()
+    entry = history(deployed)[-1]
+    assert (entry["action"], entry["failed_step"]) == ("repair", step)
+    head = git("rev-parse", "HEAD", cwd=checkout)
+    if step == "healthy":  # the new release had started healthy: kept
+        assert (entry["result"], head) == ("deployed", commit)
+        assert (deployed.dbs / db).read_text() == "migrated\n"
+    else:  # the previous release, on the data it had
+        assert (entry["result"], head) == ("repaired", previous)
+        assert (deployed.dbs / db).read_text() == "live\n"
+        assert not [p for p in deployed.dbs.iterdir() if "-snap-" in p.name]
+    filestore = deployed.path("filestore_root") / db / "ab" / "abcdef"
+    assert filestore.read_text() == "invoice\n"
+    starts = [c for c in deployed.logged() if c.startswith("systemctl start")]
+    assert starts, "the repair leaves the site running"
+
+
+def test_the_lock_is_not_inherited_by_what_a_holder_starts(deployed):
+    """git's background maintenance after a fetch, say: it outlives the deploy, and must not
+    keep the lock (bash's fd 9 did: every program after it was refused)."""
+    real_git = shutil.which("git")
+    deployed.fake("git", f'(sleep 30 </dev/null >/dev/null 2>&1 &)\nexec {real_git} "$@"')
+    result = deployed.run("deploy", "--dry-run", "origin/18.0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The sleeps git left behind still run: the lock is free all the same.
+    after = deployed.run("deploy", "--activity")
+    assert json.loads(after.stdout)["held_by"] is None
+
+
+def test_the_applys_hold_is_taken_like_the_others_and_released_when_stopped(deployed):
+    holder = subprocess.Popen(
+        [str(BIN / "deploy"), "--apply-lock", "5"],
+        env=deployed.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            found = json.loads(deployed.run("deploy", "--activity").stdout)
+            if found["held_by"]:
+                break
+            time.sleep(0.2)
+        assert found["held_by_apply"] and found["held_by"].startswith("apply (pid ")
+        refused = deployed.run("deploy", "origin/18.0")
+        assert refused.returncode == 2
+        assert "a repair is running" in refused.stderr and ": apply (pid " in refused.stderr
+    finally:
+        holder.send_signal(signal.SIGTERM)
+        out, err = holder.communicate(timeout=20)
+    assert holder.returncode == 0, out + err
+    assert json.loads(deployed.run("deploy", "--activity").stdout)["held_by"] is None
+
+
+def test_the_applys_hold_refuses_an_unfinished_deploy(deployed):
+    state = deployed.path("deploy_state_file")
+    state.write_text("step=updating\nref=origin/18.0\n")
+    result = deployed.run("deploy", "--apply-lock", "1")
+    assert result.returncode == 2
+    assert "is unfinished (step updating): its repair comes first" in result.stderr
+    assert os.path.exists(state)
