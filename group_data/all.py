@@ -123,7 +123,7 @@ odoo_restart_steps = 5  # with systemd >= 254: then longer waits, in this many s
 odoo_restart_max_delay_sec = 300  # ... up to this many seconds between restarts
 
 # How the deploy talks to Odoo: commands of the checkout's venv, run from the checkout, as
-# argument lists. {venv} {config} {db} {modules} are filled in by tasks/render.py:odoo_command.
+# argument lists. {venv} {config} {db} {modules} are filled in by tasks/commands.py:odoo_command.
 odoo_sync_command = ["uv", "sync", "--locked"]  # .venv from uv.lock, with the app's Python
 odoo_initdb_command = [  # --no-cache: no cache-<date>-<hash> template database left behind
     "{venv}/bin/click-odoo-initdb", "-c", "{config}", "-n", "{db}", "-m", "{modules}",

@@ -4,7 +4,7 @@ fr_FR.UTF-8 locale, the time zone."""
 from pyinfra import host
 from pyinfra.operations import apt, files, server
 
-from tasks.render import checked_timezone
+from tasks.settings import checked_timezone
 from tasks.util import STAGED_SUFFIX, CommandSucceeds, host_data, login_user, run_unless
 
 data = host_data()

@@ -11,20 +11,16 @@ from pyinfra.facts.files import Directory
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.render import (
-    REPAIR_UNITS,
-    REPAIR_UNITS_ENABLED,
-    checked_addons_subdirs,
+from tasks.commands import odoo_command, uv_env, venv_check_command, venv_sync_command
+from tasks.paths import (
     deploy_log_dir,
     host_config_file,
     host_program,
-    odoo_command,
     production_data_dir,
     snapshot_dir,
-    uv_env,
-    venv_check_command,
-    venv_sync_command,
 )
+from tasks.render import REPAIR_UNITS, REPAIR_UNITS_ENABLED
+from tasks.settings import checked_addons_subdirs
 from tasks.util import (
     atomic_sync,
     command_succeeds,

@@ -4,7 +4,7 @@ import shlex
 
 from pyinfra.operations import apt, files, pip, postgres, server
 
-from tasks.render import wkhtmltopdf_source
+from tasks.settings import wkhtmltopdf_source
 from tasks.util import host_data, install_template, psql_value, run_unless
 
 data = host_data()

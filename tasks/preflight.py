@@ -4,14 +4,9 @@ on it, stops the whole run before anything is changed, with a message saying wha
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
-from tasks.render import (
-    checked_calendar_times,
-    checked_timezone,
-    deploy_lock_file,
-    host_program,
-    rendered_files,
-    wkhtmltopdf_source,
-)
+from tasks.paths import deploy_lock_file, host_program
+from tasks.render import rendered_files
+from tasks.settings import checked_calendar_times, checked_timezone, wkhtmltopdf_source
 from tasks.util import InstanceActivity, host_data
 
 data = host_data()  # raises for a release group_data/all.py does not list

@@ -5,7 +5,7 @@ directory (rrsync -wo); each delivery is verified against its manifest before
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.render import incoming_dir
+from tasks.paths import incoming_dir
 from tasks.util import host_data, install_template
 
 data = host_data()

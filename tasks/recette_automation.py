@@ -5,7 +5,8 @@ from pyinfra.facts.files import File
 from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.render import RECETTE_TIMERS, auto_deploy_state_file
+from tasks.paths import auto_deploy_state_file
+from tasks.render import RECETTE_TIMERS
 from tasks.util import host_data, install_template, run_unless
 
 data = host_data()

@@ -21,7 +21,8 @@ from pyinfra.facts.server import Command, LinuxDistribution
 from pyinfra.operations import files
 from pyinfra.operations.util import files as file_utils
 
-from tasks.render import ReleaseData, rendered_files, template_path
+from tasks.render import rendered_files, template_path
+from tasks.settings import ReleaseData
 
 
 def host_release() -> str:

@@ -69,7 +69,8 @@ sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
 import conftest as project
 from pyinfra.api.util import get_template
 import shlex
-from tasks.render import host_config, uv_env, venv_sync_command
+from tasks.commands import uv_env, venv_sync_command
+from tasks.render import host_config
 source = subprocess.run(["git", "-C", sys.argv[1], "show", sys.argv[2] + ":templates/deploy.sh.j2"],
                         capture_output=True, text=True, check=True).stdout
 inventory = project.load_inventory(project.TEST_SECRETS, project.TEST_TRANSFER_DATA)

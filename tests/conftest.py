@@ -59,7 +59,7 @@ RELEASES = ["debian-12", "debian-13", "ubuntu-24.04"]
 
 def release_data(inventory, host: str, release: str):
     """A host's data as the tasks read it on a host of `release` (its overrides applied)."""
-    from tasks.render import ReleaseData
+    from tasks.settings import ReleaseData
 
     return ReleaseData(inventory.get_host(host).data, release)
 

@@ -29,13 +29,11 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.api.util import get_template
 
 from tasks.odoo_password import admin_password_hash
-from tasks.render import (
+from tasks.render import host_config, rendered_files, template_path
+from tasks.settings import (
     ReleaseData,
     checked_calendar_times,
     checked_timezone,
-    host_config,
-    rendered_files,
-    template_path,
     wkhtmltopdf_source,
 )
 from tasks.util import renamed_into_place, secret_template, sudo_unless_root
@@ -86,7 +84,7 @@ def test_no_host_program_is_a_template():
 
 
 def test_environment_parameters_sql_quotes_values():
-    from tasks.render import config_parameters_sql
+    from tasks.commands import config_parameters_sql
 
     sql = config_parameters_sql({"web.base.url": "https://x.test/it's"})
     assert "SET value = 'https://x.test/it''s' WHERE key = 'web.base.url';" in sql

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from tasks.render import venv_sync_command
+from tasks.commands import venv_sync_command
 from tasks.util import InstanceActivity
 
 from .conftest import died_at, edit_manifest, fake_services, git, history, write_backup

@@ -1,0 +1,136 @@
+"""A host's data, validated: the overrides of its release applied (ReleaseData) and the checks
+that refuse group data which cannot work (time limits, time zone, calendars, addons paths,
+wkhtmltopdf), each with a message saying what to set. Kept apart so the preflight, the tasks
+and the templates' variables all validate the same way.
+
+`data` is pyinfra's host.data (or anything with the same attributes).
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+from pyinfra.api.exceptions import DeployError
+
+
+class ReleaseData:
+    """A host's data with the overrides of its release (data.distributions[release]) applied."""
+
+    def __init__(self, data, release: str):
+        if release not in data.distributions:
+            supported = ", ".join(sorted(data.distributions))
+            raise DeployError(
+                f"{release} is not a supported release (group_data/all.py distributions:"
+                f" {supported}); add it there with what differs"
+            )
+        self.release = release
+        self._data = data
+        self._overrides = data.distributions[release]
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._overrides:
+            return self._overrides[name]
+        return getattr(self._data, name)
+
+
+def wkhtmltopdf_source(data) -> dict:
+    """Where a host of this release gets wkhtmltopdf: {"deb": url, "sha256": ...} for the
+    patched build where configured, else {"package": name}; an error when neither exists."""
+    deb = data.wkhtmltopdf_debs.get(data.release)
+    if deb:
+        if not (deb.get("url") and deb.get("sha256")):
+            raise DeployError(f"wkhtmltopdf_debs[{data.release!r}] needs both url and sha256")
+        return {"deb": deb["url"], "sha256": deb["sha256"]}
+    if data.wkhtmltopdf_package:
+        return {"package": data.wkhtmltopdf_package}
+    raise DeployError(
+        f"{data.release} has no wkhtmltopdf package: set wkhtmltopdf_debs[{data.release!r}] ="
+        ' {"url": ..., "sha256": ...} (the patched build, wkhtmltopdf/packaging releases)'
+        " in group_data"
+    )
+
+
+def checked_seconds(data, key: str) -> int:
+    """A time limit of the group data, refused unless a whole number of seconds above 0
+    (`timeout 0` would mean no limit at all; a word would fail every deploy)."""
+    value = getattr(data, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise DeployError(f"{key} must be a whole number of seconds above 0, not {value!r}")
+    return value
+
+
+ZONE_NAME = r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*"  # a tz database name: nothing a shell reads
+
+
+def checked_timezone(data) -> str:
+    """The hosts' time zone, refused unless a zone of the tz database (Europe/Paris...)."""
+    zone = data.timezone
+    try:
+        if not isinstance(zone, str) or not re.fullmatch(ZONE_NAME, zone):
+            raise ValueError(zone)
+        zoneinfo.ZoneInfo(zone)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise DeployError(
+            f"timezone must be a zone of the tz database, such as 'Europe/Paris', not {zone!r}"
+        ) from None
+    return zone
+
+
+DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # systemd's, never the locale's
+WEEKDAYS = rf"({'|'.join(DAY_NAMES)})(,({'|'.join(DAY_NAMES)}))*"
+# The daily calendars at a fixed time of day, with the random delay each may add.
+FIXED_TIME_CALENDARS = {
+    "backup_calendar": "backup_randomized_delay_sec",
+    "weekly_deploy_calendar": None,
+}
+
+
+def checked_calendar_times(data) -> None:
+    """A calendar at a fixed time of day (plus its random delay) must fall on a time that
+    exists once every day in the hosts' zone: systemd never fires a timer in the hour a change
+    to summer time skips (the backup would be missed that day), and one it repeats is lived
+    twice."""
+    zone = zoneinfo.ZoneInfo(checked_timezone(data))
+    today = date.today()
+    for key, delay_key in FIXED_TIME_CALENDARS.items():
+        when = re.fullmatch(r"(?:(\S+) )?\S+ (\d{1,2}):(\d{2})(?::(\d{2}))?", getattr(data, key))
+        if not when:
+            continue  # every minute, hour...: nothing to miss
+        weekdays, *clock = when.groups()
+        hours, minutes, seconds = (int(part or 0) for part in clock)
+        # "Mon" or "Sat,Sun": only those days can miss it; anything else, every day.
+        days = weekdays.split(",") if weekdays and re.fullmatch(WEEKDAYS, weekdays) else None
+        start = timedelta(hours=hours, minutes=minutes, seconds=seconds)
+        end = start + timedelta(seconds=getattr(data, delay_key) if delay_key else 0)
+        for day in (today + timedelta(days=n) for n in range(366)):
+            if days and DAY_NAMES[day.weekday()] not in days:
+                continue
+            midnight = datetime.combine(day, time(), zone)
+            if midnight.utcoffset() == (midnight + timedelta(days=1)).utcoffset():
+                continue  # no change of time that day
+            moment = start
+            while moment <= end:
+                local = datetime.combine(day, time()) + moment
+                if (
+                    local.replace(tzinfo=zone, fold=0).utcoffset()
+                    != local.replace(tzinfo=zone, fold=1).utcoffset()
+                ):
+                    raise DeployError(
+                        f"{key} ({getattr(data, key)}, plus up to {end - start}) falls at"
+                        f" {local:%H:%M}, a time {data.timezone} skips or repeats on"
+                        f" {day:%Y-%m-%d}: choose a time outside that hour"
+                    )
+                moment += timedelta(minutes=1)
+
+
+def checked_addons_subdirs(data) -> list[str]:
+    """The extra addons paths, relative to the checkout, refused when they would leave it."""
+    for sub in data.odoo_addons_subdirs:
+        if not sub or sub.startswith("/") or ".." in Path(sub).parts:
+            raise DeployError(f"odoo_addons_subdirs: {sub!r} must be a path inside the checkout")
+    return list(data.odoo_addons_subdirs)
