@@ -6,9 +6,11 @@ the sandbox's recette (a benchmark, not a test).
 For a database of about 100 MB, then about 1 GB, each with 2 GB of incompressible
 attachments: a deploy without migration (downtime: from the site going down to healthy
 again, seen from outside by polling /web/health every 0.1 s), and a deploy whose update
-fails (rollback: from the failure, as the deploy logs it, to healthy again). "Before" is the
-deploy script of commit PREVIOUS_DEPLOY (pg_dump + tar of the filestore while stopped,
-pg_restore + untar to roll back), rendered with the same data and installed beside today's.
+fails (rollback: from the failure, as the deploy logs it, to healthy again). Measured in the
+same run: the host programs of commit PREVIOUS_PROGRAMS (the last in bash), installed beside
+today's with that commit's host config, and the ratio of today's to them; and the deploy
+script of commit PREVIOUS_DEPLOY (pg_dump + tar of the filestore while stopped, pg_restore +
+untar to roll back), rendered with the same data.
 Leaves the generated data in place: tear the sandbox down afterwards (make sandbox-down).
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -32,6 +35,9 @@ RECETTE = "oca-france-recette"
 DB = "oca-france-recette"
 HOME = "/home/odoo"
 PREVIOUS_DEPLOY = "50889e2"  # the last commit whose deploy dumped and archived while stopped
+PREVIOUS_PROGRAMS = "cccbbb7"  # the last commit whose host programs were bash
+PREVIOUS_DIR = "/opt/oca-france-previous"  # where they are installed, beside today's
+PREVIOUS_CONFIG = "/etc/oca-france/host-previous.json"  # and their host config
 HEALTH = "http://10.231.1.2:8069/web/health?db_server_status=1"
 SIZES = {"100 MB": 800_000, "1 GB": 8_000_000}  # rows of three md5s: about 130 bytes each
 
@@ -80,12 +86,13 @@ old = {"backup_dir": data.odoo_dumps_dir + "/before-deploy", "backups_kept": 10}
 # Its variables, from today's host config (its commands were strings of shell).
 c = host_config(data)
 variables = {
-    "checkout": c["checkout"], "data_dir": data.odoo_data_dir, "db_name": c["db_name"],
+    "checkout": c["oca_france_dir"], "data_dir": data.odoo_data_dir, "db_name": c["odoo_db_name"],
     "environment_sql": c["environment_sql"], "health_url": c["health_url"],
     "in_use_file": c["production_data_in_use_file"], "lock_file": c["deploy_lock_file"],
     "login_url": c["login_url"], "odoo_user": c["odoo_user"],
     "production_data_dir": c["production_data_dir"], "ref_pattern": c["deploy_ref_pattern"],
-    "repo_name": "oca-france-custom", "running_env": c["running_env"], "service": c["service"],
+    "repo_name": "oca-france-custom", "running_env": c["odoo_running_env"],
+    "service": c["oca_france_service"],
     "start_timeout": c["odoo_start_timeout"], "sync_command": venv_sync_command(data),
     "neutralize_command": shlex.join(c["neutralize_command"]),
     "update_command": shlex.join(c["update_command"]), "uv_env": uv_env(data),
@@ -96,6 +103,53 @@ with open("/tmp/deploy-previous.j2", "w") as template:
     template.write(source)
 print(get_template("/tmp/deploy-previous.j2").render(**variables, **old), end="")
 """
+
+
+# That commit's host config, rendered by that commit's own code (its settings' names).
+RENDER_PREVIOUS_CONFIG = """
+import json, sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
+import conftest as project
+from tasks.render import host_config
+inventory = project.load_inventory(project.TEST_SECRETS, project.TEST_TRANSFER_DATA)
+print(json.dumps(host_config(project.release_data(inventory, sys.argv[2], "debian-13"))))
+"""
+
+
+def install_previous_programs() -> None:
+    """The host programs of PREVIOUS_PROGRAMS in PREVIOUS_DIR (root-owned, as today's), with
+    their host config in PREVIOUS_CONFIG."""
+    with tempfile.TemporaryDirectory() as tree:
+        archive = subprocess.run(
+            ["git", "-C", str(PROJECT_DIR), "archive", PREVIOUS_PROGRAMS],
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+        config = subprocess.run(
+            [sys.executable, "-c", RENDER_PREVIOUS_CONFIG, tree, RECETTE],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        programs = subprocess.run(
+            ["tar", "-C", f"{tree}/host", "-cf", "-", "bin", "lib"], capture_output=True, check=True
+        ).stdout
+    root_ssh = ["ssh", "-F", str(STATE_DIR / "ssh_config.root"), RECETTE]
+    subprocess.run(
+        [
+            *root_ssh,
+            f"rm -rf {PREVIOUS_DIR} && mkdir -p {PREVIOUS_DIR} && tar -C {PREVIOUS_DIR}"
+            f" --no-same-owner -xf - && chmod -R go-w {PREVIOUS_DIR}",
+        ],
+        input=programs,
+        check=True,
+    )
+    subprocess.run(
+        [*root_ssh, f"cat > {PREVIOUS_CONFIG} && chmod 644 {PREVIOUS_CONFIG}"],
+        input=config.encode(),
+        check=True,
+    )
 
 
 def install_previous_deploy() -> None:
@@ -133,6 +187,14 @@ def push_commit(message: str, migration: str | None) -> str:
     return f"origin/{branch}"
 
 
+# How each column's deploy is run on recette, as odoo.
+DEPLOYS = {
+    "now": f"{HOME}/scripts/deploy",
+    "bash": f"env OCA_FRANCE_HOST_CONFIG={PREVIOUS_CONFIG} {PREVIOUS_DIR}/bin/deploy",
+    "pg_dump": f"{HOME}/scripts/deploy-previous",
+}
+
+
 def timed_deploy(script: str, ref: str) -> tuple[float, str, int]:
     poller = Downtime()
     poller.start()
@@ -142,7 +204,7 @@ def timed_deploy(script: str, ref: str) -> tuple[float, str, int]:
             "-F",
             str(STATE_DIR / "ssh_config.root"),
             RECETTE,
-            f"cd / && sudo -u odoo {HOME}/scripts/{script} {ref} 2>&1",
+            f"cd / && sudo -u odoo {DEPLOYS[script]} {ref} 2>&1",
         ],
         capture_output=True,
         text=True,
@@ -182,8 +244,9 @@ def generate(rows: int) -> None:
     )
 
 
-def run() -> list[tuple[str, str, str]]:
+def run() -> list[tuple[str, ...]]:
     install_previous_deploy()
+    install_previous_programs()
     note("generating 2 GiB of attachments on recette")
     filestore = f"{HOME}/.local/share/Odoo/filestore/{DB}"
     as_odoo(RECETTE, f"mkdir -p {filestore}")
@@ -195,12 +258,15 @@ def run() -> list[tuple[str, str, str]]:
         size = as_odoo(
             RECETTE, f"psql -XAt -d {DB} -c \"SELECT pg_size_pretty(pg_database_size('{DB}'))\""
         )
-        before = measure("deploy-previous")
-        now = measure("deploy")
+        before = measure("pg_dump")
+        bash = measure("bash")
+        now = measure("now")
         rows.append(
             (
                 f"{label} database ({size}) + 2 GiB filestore: downtime, deploy without migration",
                 f"{now[0]:.1f} s",
+                f"{bash[0]:.1f} s",
+                f"{now[0] / bash[0]:.2f}",
                 f"{before[0]:.1f} s",
             )
         )
@@ -208,17 +274,25 @@ def run() -> list[tuple[str, str, str]]:
             (
                 f"{label} database ({size}) + 2 GiB filestore: rollback, failure to healthy",
                 f"{now[1]:.0f} s",
+                f"{bash[1]:.0f} s",
+                f"{now[1] / max(bash[1], 1):.2f}",
                 f"{before[1]:.0f} s",
             )
         )
-    ssh(RECETTE, f"rm -f {HOME}/scripts/deploy-previous")
+    ssh(RECETTE, f"rm -rf {HOME}/scripts/deploy-previous {PREVIOUS_DIR} {PREVIOUS_CONFIG}")
     return rows
 
 
-HEADERS = ("measure", "deploy (now)", "deploy before (pg_dump + tar)")
+HEADERS = (
+    "measure",
+    "deploy (now)",
+    f"deploy, bash programs ({PREVIOUS_PROGRAMS})",
+    "ratio now / bash",
+    "deploy before (pg_dump + tar)",
+)
 
 
-def print_table(rows: list[tuple[str, str, str]]) -> None:
+def print_table(rows: list[tuple[str, ...]]) -> None:
     benchmark_backups.print_table(rows, HEADERS)
 
 
