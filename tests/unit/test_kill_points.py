@@ -173,3 +173,26 @@ def test_the_applys_hold_refuses_an_unfinished_deploy(deployed):
     assert result.returncode == 2
     assert "is unfinished (step updating): its repair comes first" in result.stderr
     assert os.path.exists(state)
+
+
+def test_a_rollback_waits_for_an_autovacuum_worker_that_blocks_the_drop(deployed):
+    """PostgreSQL refuses DROP DATABASE ... WITH (FORCE) to the odoo role while an autovacuum
+    worker works on the database: the rollback tries again, and says why in the log."""
+    deployable(deployed)
+    deployed.fake("click-odoo-update", "exit 1")  # the release fails: rolled back
+    refusals = deployed.root / "refusals"
+    refusals.write_text("2\n")
+    psql = (deployed.fakes / "psql").read_text().splitlines()
+    refuse = (
+        f'if [[ "${{@: -1}}" == "DROP DATABASE"* ]] && (( $(cat {refusals}) > 0 )); then\n'
+        f"    echo $(( $(cat {refusals}) - 1 )) > {refusals}\n"
+        '    echo "ERROR:  permission denied to terminate process" >&2; exit 1\n'
+        "fi"
+    )
+    (deployed.fakes / "psql").write_text("\n".join([*psql[:2], refuse, *psql[2:]]) + "\n")
+    result = deployed.run("deploy", "origin/18.0")
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "rolled back to" in result.stdout
+    assert (deployed.dbs / deployed.config["odoo_db_name"]).read_text() == "live\n"
+    log = next(deployed.path("deploy_log_dir").glob("*.log")).read_text()
+    assert "permission denied to terminate process" in log
