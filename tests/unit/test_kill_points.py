@@ -10,7 +10,9 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -196,3 +198,16 @@ def test_a_rollback_waits_for_an_autovacuum_worker_that_blocks_the_drop(deployed
     assert (deployed.dbs / deployed.config["odoo_db_name"]).read_text() == "live\n"
     log = next(deployed.path("deploy_log_dir").glob("*.log")).read_text()
     assert "permission denied to terminate process" in log
+
+
+def test_the_lock_names_its_holder_only_while_held(deployed):
+    lock_file = deployed.config["deploy_lock_file"]
+    sys.path.insert(0, str(BIN.parent / "lib"))
+    from oca_france_host import state
+
+    with state.take(lock_file, 0, who="odoo-backup"):
+        assert state.holder(lock_file).startswith(f"odoo-backup (pid {os.getpid()}) since ")
+    assert state.holder(lock_file) == ""  # released: nobody named
+    # A holder that died (SIGKILL: no release) is not named by the next waiter.
+    Path(lock_file).write_text("deploy by alice (pid 999999999) since then\n")
+    assert state.holder(lock_file) == ""
