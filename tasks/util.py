@@ -128,7 +128,9 @@ def hold_instance_lock(program: str, user: str, wait: int, max_sec: int):
             f" {shlex.quote(program)} --apply-lock {wait}"
             f" || {{ sleep 1; journalctl -q -o cat -n 2 -u {unit} >&2; exit 1; }}"
         )
-        ok, output = host.run_shell_command(StringCommand(command), _sudo=host.data._sudo)
+        ok, output = host.run_shell_command(
+            StringCommand(command), _sudo=getattr(host.data, "_sudo", False)
+        )
         if not ok:
             said = " ".join(line.strip() for line in output.stderr_lines[-2:])
             raise OperationError(f"the instance's lock was not taken for this apply: {said}")
@@ -143,7 +145,7 @@ def release_instance_lock():
     if host.state.is_executing:
         host.run_shell_command(
             StringCommand(f"systemctl stop {APPLY_LOCK_UNIT} 2>/dev/null || true"),
-            _sudo=host.data._sudo,
+            _sudo=getattr(host.data, "_sudo", False),
         )
     host.noop(f"the instance's lock is released ({APPLY_LOCK_UNIT} stopped)")
     return

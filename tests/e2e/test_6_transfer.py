@@ -433,14 +433,16 @@ def test_a_delivery_over_the_limit_is_refused_and_the_disk_given_back(recette, p
     size_mib = int(prod.check_output(f"du -sm {BACKUPS}/{newest} | cut -f1"))
     assert size_mib >= 20  # the 40 MiB attachment of the killed transfer's test
     accept = unit_invocation(recette, ACCEPT)
-    with host_config_changed(recette, incoming_limit_mib=size_mib // 2):
+    with host_config_changed(recette, production_data_incoming_limit_mib=size_mib // 2):
         transfer = unit_invocation(prod, TRANSFER)
         prod.run(f"sudo -u odoo systemctl start {TRANSFER}")
         assert wait_unit_done(prod, TRANSFER, transfer) == "exit-code"
     prod.check_output(f"systemctl reset-failed {TRANSFER}")
     journal = prod.check_output(f"journalctl -u {TRANSFER} -o cat --no-pager -n 10")
     assert "delivery refused" in journal, journal
-    assert f"({size_mib // 2}.0 MiB, incoming_limit_mib on recette)" in journal, journal
+    assert f"({size_mib // 2}.0 MiB, production_data_incoming_limit_mib on recette)" in journal, (
+        journal
+    )
     assert recette.check_output(f"ls -A {INCOMING}") == ""  # the disk given back
     assert backup_dirs(recette, PRODUCTION_DATA) == before
     assert unit_invocation(recette, ACCEPT) == accept  # no manifest sent: nothing to accept

@@ -11,8 +11,10 @@ import time
 import pytest
 
 from .conftest import (
+    DUMP,
     PROD_DB,
     died_at,
+    dump_header,
     fake_pg_restore,
     fake_services,
     git,
@@ -191,3 +193,25 @@ def test_restore_takes_the_newest_production_data_by_time_never_a_partial_copy(d
     result = host.run("deploy", "-R", "origin/18.0", LC_ALL="C.UTF-8")
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"production data to restore: {newest}\n" in result.stdout
+
+
+def test_restore_takes_a_lone_dump_checked_by_this_hosts_pg_restore(deployed):
+    """The other form of production data: <name>-<stamp>.dump, no manifest; it is restored
+    once this host's pg_restore reads it."""
+    host = deployed
+    (host.origin / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "2"\n')
+    git("add", "-A", cwd=host.origin)
+    git("commit", "-qm", "app", cwd=host.origin)
+    fake_services(host)
+    fake_pg_restore(host)
+    host.fake("uv", 'case "$1" in python) echo /usr/bin/python3 ;; *) exit 1 ;; esac')
+    dump = host.path("production_data_dir") / f"{PROD_DB}-20260101T030000.dump"
+    dump.write_bytes(DUMP)
+    result = host.run("deploy", "-R", "origin/18.0")
+    assert result.returncode == 2, result.stdout + result.stderr  # its venv: not prepared
+    assert f"production data to restore: {dump}\n" in result.stdout
+    dump.write_bytes(dump_header(1, 16, "17.6") * 40)  # from a newer PostgreSQL
+    refused = host.run("deploy", "-R", "origin/18.0")
+    assert refused.returncode == 2
+    assert "production data refused, not restored" in refused.stderr
+    assert "was made by PostgreSQL 17" in refused.stderr

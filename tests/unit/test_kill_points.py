@@ -10,7 +10,9 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +175,39 @@ def test_the_applys_hold_refuses_an_unfinished_deploy(deployed):
     assert result.returncode == 2
     assert "is unfinished (step updating): its repair comes first" in result.stderr
     assert os.path.exists(state)
+
+
+def test_a_rollback_waits_for_an_autovacuum_worker_that_blocks_the_drop(deployed):
+    """PostgreSQL refuses DROP DATABASE ... WITH (FORCE) to the odoo role while an autovacuum
+    worker works on the database: the rollback tries again, and says why in the log."""
+    deployable(deployed)
+    deployed.fake("click-odoo-update", "exit 1")  # the release fails: rolled back
+    refusals = deployed.root / "refusals"
+    refusals.write_text("2\n")
+    psql = (deployed.fakes / "psql").read_text().splitlines()
+    refuse = (
+        f'if [[ "${{@: -1}}" == "DROP DATABASE"* ]] && (( $(cat {refusals}) > 0 )); then\n'
+        f"    echo $(( $(cat {refusals}) - 1 )) > {refusals}\n"
+        '    echo "ERROR:  permission denied to terminate process" >&2; exit 1\n'
+        "fi"
+    )
+    (deployed.fakes / "psql").write_text("\n".join([*psql[:2], refuse, *psql[2:]]) + "\n")
+    result = deployed.run("deploy", "origin/18.0")
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "rolled back to" in result.stdout
+    assert (deployed.dbs / deployed.config["odoo_db_name"]).read_text() == "live\n"
+    log = next(deployed.path("deploy_log_dir").glob("*.log")).read_text()
+    assert "permission denied to terminate process" in log
+
+
+def test_the_lock_names_its_holder_only_while_held(deployed):
+    lock_file = deployed.config["deploy_lock_file"]
+    sys.path.insert(0, str(BIN.parent / "lib"))
+    from oca_france_host import state
+
+    with state.take(lock_file, 0, who="odoo-backup"):
+        assert state.holder(lock_file).startswith(f"odoo-backup (pid {os.getpid()}) since ")
+    assert state.holder(lock_file) == ""  # released: nobody named
+    # A holder that died (SIGKILL: no release) is not named by the next waiter.
+    Path(lock_file).write_text("deploy by alice (pid 999999999) since then\n")
+    assert state.holder(lock_file) == ""

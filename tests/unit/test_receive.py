@@ -57,7 +57,7 @@ def test_a_file_larger_than_the_room_left_is_cut_by_the_kernel_and_refused(recet
     result = session(recette, "head -c 8000000 /dev/zero > big.dump || exit 11")
     assert result.returncode == 1
     assert "delivery refused" in result.stderr
-    assert "(4.0 MiB, incoming_limit_mib on recette)" in result.stderr
+    assert "(4.0 MiB, production_data_incoming_limit_mib on recette)" in result.stderr
     assert list(incoming.iterdir()) == []  # emptied: the disk is given back
 
 

@@ -224,7 +224,10 @@ def unreadable_here(dump: Path) -> str | None:
 
 
 def problem(backup: Path) -> str | None:
-    """What does not match the manifest (None when everything does)."""
+    """What does not match the manifest (None when everything does); for a lone dump file,
+    only whether this host's pg_restore reads it."""
+    if backup.is_file():
+        return unreadable_here(backup)
     try:
         manifest = read_manifest(backup)
         dump = backup / manifest["dump"]

@@ -452,8 +452,7 @@ class Deploy(Steps):
 
     def failure_noted(self, error: Exception) -> tuple[str, str]:
         """The failed step and its error line; an error of ours (not a command's) is logged."""
-        if not isinstance(error, (runner.Failed, StepFailed)):
-            self.log(f"ERROR: {type(error).__name__}: {error}")
+        self.note_error(error)
         self.discard_prepared()
         return self.state.get("step", ""), self.failed_step_error()
 
@@ -490,8 +489,7 @@ class Deploy(Steps):
         try:
             self.rollback_to(self.previous, self.snapshot)
         except Exception as rollback_error:  # noqa: BLE001 - said, then exit 6
-            if not isinstance(rollback_error, (runner.Failed, StepFailed)):
-                self.log(f"ERROR: {type(rollback_error).__name__}: {rollback_error}")
+            self.note_error(rollback_error)
             self.show_failed_step()
             self.record_deploy("broken", failed_step, reason)
             self.warn(

@@ -156,6 +156,16 @@ class Steps:
         for old in logs[int(self.c["deploy_logs_kept"]) :]:
             old.unlink(missing_ok=True)
 
+    def note_error(self, error: BaseException) -> None:
+        """Why a step failed, in the log: a captured command's own output (PostgreSQL's
+        reason...), an error of ours as one line (a command's output is already there)."""
+        if isinstance(error, runner.Failed):
+            if self.log_handle is not None and error.output.strip():
+                self.log_handle.write(error.output.rstrip("\n") + "\n")
+                self.log_handle.flush()
+        elif not isinstance(error, StepFailed):
+            self.log(f"ERROR: {type(error).__name__}: {error}")
+
     def begin_step(self, step: str) -> None:
         if self.log_handle is not None:
             self.log_handle.flush()
@@ -224,6 +234,20 @@ class Steps:
     def psql_admin(self, sql: str) -> str:
         argv = ["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c", sql]
         return runner.output(argv)
+
+    def drop_live_database(self) -> None:
+        """The live database dropped, its sessions ended (the service is stopped: leftovers).
+        Tried again: PostgreSQL refuses FORCE while an autovacuum worker, which the odoo role
+        may not end, still works on it; a plain DROP would wait for that worker only 5 s."""
+        for attempt in range(10):
+            try:
+                self.psql_admin(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+                return
+            except runner.Failed as refused:
+                if attempt == 9:
+                    raise
+                self.note_error(refused)
+                time.sleep(1)
 
     def database_exists(self, name: str) -> bool:
         return self.psql_admin(f"SELECT 1 FROM pg_database WHERE datname = '{name}'") == "1"
@@ -365,7 +389,7 @@ class Steps:
         """The snapshot back in place of the live database and filestore. Safe to run again
         after being interrupted: each half is skipped once done."""
         if self.database_exists(name):
-            self.psql_admin(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+            self.drop_live_database()
             self.psql_admin(f'ALTER DATABASE "{name}" RENAME TO "{self.db}"')
         elif not self.database_exists(self.db):
             self.log(f"ERROR: neither {self.db} nor its snapshot {name} exists")
@@ -451,6 +475,7 @@ class Steps:
                 )
                 self.rollback_to(s.get("from", ""), s.get("snapshot", ""), boot)
         except (runner.Failed, StepFailed, OSError) as error:
+            self.note_error(error)
             self.log(f"ERROR: {error}")
             result = "broken"
         started = int(s.get("started") or 0)

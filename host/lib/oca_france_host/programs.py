@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from oca_france_host.config import ConfigError
@@ -27,6 +28,7 @@ def run(name: str, argv: list[str]) -> int:
             f"oca-france: unknown program {name!r} (one of {', '.join(PROGRAMS)})", file=sys.stderr
         )
         return 2
+    os.umask(0o077)  # what a host program writes (backups, logs, state) is its user's alone
     try:
         return importlib.import_module(f"oca_france_host.{module}").main(argv)
     except ConfigError as error:

@@ -5,10 +5,10 @@
 Each rsync session of prod's transfer:
   1. takes the incoming lock (the acceptance holds it while it copies a delivery out, so a
      delivery is never rewritten while it is being accepted), waiting up to
-     incoming_lock_wait_sec;
+     production_data_incoming_lock_wait_sec;
   2. runs rrsync -wo (write into the incoming directory, nothing else) under a size limit,
-     incoming_limit_mib for the whole directory: no file may grow past what is left (the
-     kernel's RLIMIT_FSIZE: rsync fails with "File too large"), and the session is stopped
+     production_data_incoming_limit_mib for the whole directory: no file may grow past what is
+     left (the kernel's RLIMIT_FSIZE: rsync fails with "File too large"), and the session is stopped
      within seconds of the directory going over it (Watch);
   3. a session that went over is refused: the incoming directory is emptied (it only holds
      the last delivery, already copied out: prod's next transfer sends everything again).
@@ -158,8 +158,8 @@ def main(argv: list[str]) -> int:
             empty(incoming)
             say(
                 f"ERROR: delivery refused: {incoming} would hold more than its limit"
-                f" ({mib(limit)}, incoming_limit_mib on recette), or a write failed there;"
-                " emptied, nothing accepted"
+                f" ({mib(limit)}, production_data_incoming_limit_mib on recette), or a write"
+                " failed there; emptied, nothing accepted"
             )
             return 1
         return status

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import sys
 import time
 from datetime import datetime
@@ -48,6 +49,7 @@ class Held:
 
     def close(self) -> None:
         if self.fd >= 0:
+            os.ftruncate(self.fd, 0)  # no longer its holder: nobody is named
             os.close(self.fd)  # releases the flock
             self.fd = -1
 
@@ -59,11 +61,22 @@ class Held:
 
 
 def holder(lock_file: str) -> str:
-    """Who holds (or last held) the lock, as it wrote itself in; "" when unknown."""
+    """Who holds the lock, as it wrote itself in; "" when unknown (a holder that died named
+    itself and is gone; one from outside names nobody)."""
     try:
-        return Path(lock_file).read_text(encoding="utf-8", errors="replace").strip()[:200]
+        text = Path(lock_file).read_text(encoding="utf-8", errors="replace").strip()[:200]
     except OSError:
         return ""
+    found = re.search(r"\(pid (\d+)\)", text)
+    if found is None:
+        return ""
+    try:
+        os.kill(int(found.group(1)), 0)
+    except ProcessLookupError:
+        return ""
+    except PermissionError:
+        pass  # alive, another user's
+    return text
 
 
 def is_held(lock_file: str) -> bool:

@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip(), file=sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     target = Path(argv[0])
-    found = backups.unreadable_here(target) if target.is_file() else backups.problem(target)
+    found = backups.problem(target)
     if found:
         print(f"{target}: {found}", file=sys.stderr)
         return 1
