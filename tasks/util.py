@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
+import time
 from collections.abc import Callable
 from io import StringIO
 
@@ -111,28 +113,41 @@ class InstanceActivity(FactBase):
         return found if isinstance(found, dict) else None
 
 
-APPLY_LOCK_UNIT = "oca-france-apply-lock.service"
+APPLY_LOCK_UNITS = "oca-france-apply-lock-*.service"
+# This apply's own (a name per apply: the previous one's unit may still be unloading).
+APPLY_LOCK_UNIT = f"oca-france-apply-lock-{int(time.time())}-{os.getpid()}.service"
+# The SSH session this apply's commands run in (sshd's per-connection process, found up the
+# command's parents): the hold ends with it, so an apply that dies leaves no lock behind.
+SSH_SESSION_PID = (
+    'pid=$$; session=; while [ "$pid" -gt 1 ]; do'
+    ' case "$(cat /proc/$pid/comm)" in sshd|sshd-session) session=$pid; break ;; esac;'
+    " pid=$(sed 's/.*) //' /proc/$pid/stat | cut -d' ' -f2); done"
+)
+
+
+def as_login_sudo() -> dict:
+    """How a raw command of an operation runs: through sudo when the login is not root."""
+    return {"_sudo": getattr(host.data, "_sudo", False)}
 
 
 @operation()
 def hold_instance_lock(program: str, user: str, wait: int, max_sec: int):
     """The instance's lock, held for the rest of the apply (a transient unit, as `user`, runs
     `deploy --apply-lock`): a deploy, a backup or a repair never runs beside what the apply
-    changes. Taken when the apply executes (never in a dry run); not a change of the host."""
+    changes. Held until the apply releases it or its SSH session ends (at most `max_sec`).
+    Taken when the apply executes (never in a dry run); not a change of the host."""
     if host.state.is_executing:
         unit = APPLY_LOCK_UNIT
         command = (
-            f"systemctl stop {unit} 2>/dev/null; systemctl reset-failed {unit} 2>/dev/null;"
+            f"systemctl stop '{APPLY_LOCK_UNITS}' 2>/dev/null; {SSH_SESSION_PID};"
             f" systemd-run --quiet --collect --unit={unit} --uid={user} --gid={user}"
             f" -p Type=notify -p TimeoutStartSec={wait + 60} -p RuntimeMaxSec={max_sec}"
-            f" {shlex.quote(program)} --apply-lock {wait}"
-            f" || {{ sleep 1; journalctl -q -o cat -n 2 -u {unit} >&2; exit 1; }}"
+            f" {shlex.quote(program)} --apply-lock {wait} ${{session:+--while-pid $session}}"
+            f" || {{ sleep 1; journalctl -q -o cat -n 3 -u {unit} >&2; exit 1; }}"
         )
-        ok, output = host.run_shell_command(
-            StringCommand(command), _sudo=getattr(host.data, "_sudo", False)
-        )
+        ok, output = host.run_shell_command(StringCommand(command), **as_login_sudo())
         if not ok:
-            said = " ".join(line.strip() for line in output.stderr_lines[-2:])
+            said = " ".join(line.strip() for line in output.stderr_lines[-4:])
             raise OperationError(f"the instance's lock was not taken for this apply: {said}")
     host.noop(f"the instance's lock is held for this apply ({APPLY_LOCK_UNIT})")
     return
@@ -145,7 +160,7 @@ def release_instance_lock():
     if host.state.is_executing:
         host.run_shell_command(
             StringCommand(f"systemctl stop {APPLY_LOCK_UNIT} 2>/dev/null || true"),
-            _sudo=getattr(host.data, "_sudo", False),
+            **as_login_sudo(),
         )
     host.noop(f"the instance's lock is released ({APPLY_LOCK_UNIT} stopped)")
     return

@@ -211,3 +211,29 @@ def test_the_lock_names_its_holder_only_while_held(deployed):
     # A holder that died (SIGKILL: no release) is not named by the next waiter.
     Path(lock_file).write_text("deploy by alice (pid 999999999) since then\n")
     assert state.holder(lock_file) == ""
+
+
+def test_the_applys_hold_ends_with_the_applys_session(deployed):
+    """An apply that dies (its SSH session gone) leaves no lock: the hold watches it."""
+    session = subprocess.Popen(["sleep", "60"])
+    holder = subprocess.Popen(
+        [str(BIN / "deploy"), "--apply-lock", "5", "--while-pid", str(session.pid)],
+        env=deployed.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not json.loads(deployed.run("deploy", "--activity").stdout)["held_by"]:
+            assert time.monotonic() < deadline, "the hold was never taken"
+            time.sleep(0.2)
+        session.kill()
+        session.wait()
+        out, err = holder.communicate(timeout=20)
+    finally:
+        session.kill()
+        holder.kill()
+    assert holder.returncode == 0, out + err
+    assert f"the apply's session (pid {session.pid}) ended" in out
+    assert json.loads(deployed.run("deploy", "--activity").stdout)["held_by"] is None

@@ -69,6 +69,7 @@ class Arguments:
         self.restore = False
         self.ref = ""
         self.wait = 0  # --wait: seconds to wait for a running deploy, backup or repair
+        self.while_pid = 0  # --apply-lock: released when this process (the apply's) is gone
 
 
 def usage(settings: dict) -> str:
@@ -654,9 +655,14 @@ class Deploy(Steps):
             )
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         notify_ready()
-        self.log(f"{self.lock_file} held for an apply, until it is done")
-        while True:
-            signal.pause()
+        watched = self.args.while_pid
+        self.log(
+            f"{self.lock_file} held for an apply, until it is done"
+            + (f" or its session (pid {watched}) ends" if watched else "")
+        )
+        while not watched or state.alive(watched):
+            time.sleep(1)
+        self.log(f"the apply's session (pid {watched}) ended: {self.lock_file} released")
 
     def repair_command(self) -> None:
         """The periodic check and the boot: repair a deploy that died, if none is running."""
@@ -758,6 +764,10 @@ def parse(argv: list[str], settings: dict, fail) -> Arguments:
             if not rest or not re.fullmatch(r"[0-9]+", rest[0]):
                 fail("--apply-lock takes a number of seconds", False)
             args.wait = int(rest.pop(0))
+        elif arg == "--while-pid":
+            if not rest or not re.fullmatch(r"[0-9]+", rest[0]):
+                fail("--while-pid takes a process id", False)
+            args.while_pid = int(rest.pop(0))
         elif arg == "--boot":
             args.boot = True
         elif arg == "--wait":
@@ -773,6 +783,8 @@ def parse(argv: list[str], settings: dict, fail) -> Arguments:
             if args.ref:
                 fail(f"only one git ref, got '{args.ref}' and '{arg}'", True)
             args.ref = arg
+    if args.while_pid and args.mode != "apply-lock":
+        fail("--while-pid goes with --apply-lock", False)
     if args.boot and args.mode != "repair":
         fail("--boot goes with --repair", False)
     if args.mode in ("status", "repair", "guard", "activity", "apply-lock"):

@@ -32,7 +32,7 @@ LIB_DIR = Path(__file__).resolve().parent
 USAGE = """\
 Usage: {prog} [-R|--restore] [--wait <seconds>] <git-ref>
        {prog} --dry-run <git-ref> | --status | --repair [--boot] | --guard | -h|--help
-       {prog} --activity | --apply-lock <seconds>
+       {prog} --activity | --apply-lock <seconds> [--while-pid <pid>]
 
 Deploy <git-ref> (a tag such as 18.0-20260110, a branch of origin such as 18.0, or a commit)
 of {checkout} to the {db} database, as {user}.
@@ -47,7 +47,8 @@ of {checkout} to the {db} database, as {user}.
                  snapshots and free disk
   --activity     what holds the instance now, as JSON (what the apply asks before it starts)
   --apply-lock <s>  hold the lock for an apply, waiting up to <s> seconds for it, until
-                 stopped (the apply runs it as oca-france-apply-lock.service)
+                 stopped or process <pid> (the apply's SSH session) ends (the apply runs it
+                 as oca-france-apply-lock-*.service)
   --guard        what the service runs before it starts: repairs a deploy that died first,
                  refuses while a deploy is in its downtime (ExecStartPre)
   --repair       repair a deploy that died (run by odoo-deploy-repair.timer; --boot: at boot,

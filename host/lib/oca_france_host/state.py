@@ -68,15 +68,17 @@ def holder(lock_file: str) -> str:
     except OSError:
         return ""
     found = re.search(r"\(pid (\d+)\)", text)
-    if found is None:
-        return ""
+    return text if found and alive(int(found.group(1))) else ""
+
+
+def alive(pid: int) -> bool:
     try:
-        os.kill(int(found.group(1)), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return ""
+        return False
     except PermissionError:
-        pass  # alive, another user's
-    return text
+        pass  # another user's: alive
+    return True
 
 
 def is_held(lock_file: str) -> bool:
