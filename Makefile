@@ -22,7 +22,7 @@ endif
 # System packages a target needs: installed when missing (root), else the command to run.
 DEPS := bash tests/system-deps.sh
 
-.PHONY: help setup apply-recette apply-prod diff-recette diff-prod status lint test test-unit \
+.PHONY: help setup apply-recette apply-prod diff-recette diff-prod status alert-test lint test test-unit \
 	sandbox sandbox-down bench
 
 help: ## Show the targets
@@ -57,6 +57,10 @@ diff-prod: setup ## Dry run on prod: show what would change (changes nothing)
 status: setup ## Each host: commit, service, health, last backup / production data, failures (exit 1)
 	$(PYINFRA) -y inventory.py exec --sudo $(PYINFRA_ARGS) -- \
 		/opt/oca-france/bin/odoo-status
+
+alert-test: setup ## Send a test alert from each host through every channel set (no secret needed)
+	$(PYINFRA) -y inventory.py exec --sudo $(PYINFRA_ARGS) -- \
+		/opt/oca-france/bin/odoo-notify --test
 
 lint: setup ## ruff, shellcheck and bash -n on the scripts
 	$(DEPS) lint

@@ -25,4 +25,6 @@ if host.data.deploy_restore_allowed:
 if host.data.fail2ban_enabled:
     local.include("tasks/fail2ban.py")
 
+local.include("tasks/alerts.py")
+
 release_instance_lock(name="Release the instance's lock (deploys, backups and repairs may run)")

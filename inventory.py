@@ -27,6 +27,14 @@ SECRETS = {
 }
 
 
+# Secrets of optional channels, shared by every environment: set when the channel is used
+# (tasks/render.py:alert_vars refuses a channel set without its secret).
+OPTIONAL_SECRETS = {
+    "alert_smtp_password": "ODOO_OCA_FRANCE_ALERT_SMTP_PASSWORD",
+    "alert_webhook_url": "ODOO_OCA_FRANCE_ALERT_WEBHOOK_URL",
+}
+
+
 class MissingSecret(SystemExit):
     """Stops pyinfra before it connects, with a message naming what to set."""
 
@@ -78,6 +86,8 @@ def secrets_for(group: str, targeted: set[str]) -> dict:
                 f"(see .env.template) or in the environment."
             )
         data[key] = Secret(variable, value)
+    for key, variable in OPTIONAL_SECRETS.items():
+        data[key] = Secret(variable, os.environ.get(variable, ""))
     return data
 
 

@@ -175,6 +175,8 @@ backup_transfer_port = 22  # recette's SSH port
 # /etc/ssh/ssh_host_ed25519_key.pub): prod trusts no other key, and never on first use.
 backup_transfer_host_key = None
 backup_transfer_bwlimit_kbps = 0  # rsync --bwlimit for the transfer, in KiB/s (0: no limit)
+backup_transfer_retry_sec = 1200  # a failed transfer is tried again this much later...
+backup_transfer_retries = 4  # ... at most this many times (then its unit fails, and alerts)
 production_data_kept = 2  # verified production backups recette keeps, newest first
 # recette: what prod's key may store in incoming/ (one delivery: the dump and the
 # filestore); a delivery over it is refused, and incoming/ emptied
@@ -183,6 +185,25 @@ production_data_incoming_lock_wait_sec = 900  # a transfer waits this long for a
 # What prod's key runs there, incoming/ appended: rrsync -wo writes into it and nowhere else
 # (-munge: symlinks sent are made harmless)
 production_data_receive_command = ["/usr/bin/rrsync", "-wo", "-munge"]
+
+# --- Alerts (tasks/alerts.py): a failed unit, a full disk, an old backup, told to the
+# operators through each channel set here (none by default: the journal only)
+alert_email_to = []  # recipients of the alerts ([] = no e-mail)
+alert_email_from = "odoo-alerts@localhost"  # the alerts' sender
+alert_smtp_host = None  # the SMTP relay the alerts go through (required with alert_email_to)
+alert_smtp_port = 587  # its port
+alert_smtp_tls = "starttls"  # "starttls", "tls" (implicit, port 465) or "off" (trusted network)
+# its login (None: none); its password: ODOO_OCA_FRANCE_ALERT_SMTP_PASSWORD in .env
+alert_smtp_user = None
+alert_webhook = False  # POST each alert as JSON to ODOO_OCA_FRANCE_ALERT_WEBHOOK_URL (.env)
+alert_repeat_window_min = 60  # a unit that restarts itself (the server) alerts once per window
+alert_state_dir = "/var/lib/oca-france/alerts"  # what was sent (odoo-status shows the last)
+check_calendar = "*:0/15"  # when odoo-check looks at the disks and the backups' ages
+disk_alert_percent = 85  # a watched filesystem this full is flagged, and alerted once
+disk_watched_paths = [postgresql_data_root, odoo_home]  # ... the filesystems holding these
+# Dead man's switch per job (healthchecks.io's convention: <url>/start, <url>, <url>/fail):
+# the service expecting the pings notices a job that never runs. None: no ping.
+ping_urls = {"backup": None, "transfer": None, "refresh": None}
 
 # --- Status (make status): what gets flagged
 status_backup_max_age_hours = 36  # prod: newest backup older than this

@@ -114,3 +114,13 @@ def transfer_key_file(data) -> str:
 def transfer_known_hosts_file(data) -> str:
     """prod: recette's pinned host key, the only one the transfer trusts."""
     return f"{data.host_config_dir}/backup-transfer.known_hosts"
+
+
+def alert_msmtp_config(data) -> str:
+    """msmtp's config for the alerts' relay, its password in it (root's alone: 0600)."""
+    return f"{data.host_config_dir}/alerts-msmtprc"
+
+
+def alert_webhook_file(data) -> str:
+    """The alerts' webhook URL, a secret (a token in it): root's alone."""
+    return f"{data.host_config_dir}/alerts-webhook"

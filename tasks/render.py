@@ -21,6 +21,8 @@ from tasks.commands import (
 )
 from tasks.odoo_password import admin_password_hash
 from tasks.paths import (
+    alert_msmtp_config,
+    alert_webhook_file,
     authorized_keys_file,
     auto_deploy_state_file,
     deploy_history_file,
@@ -86,6 +88,7 @@ def service_vars(data) -> dict:
         "checkout": data.oca_france_dir,
         "server_command": shlex.join(odoo_command(data, data.odoo_server_command)),
         "guard_command": f"{host_program(data, 'deploy')} --guard",
+        "notify_command": host_program(data, "odoo-notify"),
         "restart_sec": data.odoo_restart_sec,
         # RestartSteps and RestartMaxDelaySec appeared in systemd 254.
         "restart_steps": data.odoo_restart_steps if data.systemd_version >= 254 else None,
@@ -154,6 +157,17 @@ def host_config(data) -> dict:
         "backup_keep_monthly": data.backup_keep_monthly,
         "status_backup_max_age_hours": data.status_backup_max_age_hours,
         "status_production_data_max_age_days": data.status_production_data_max_age_days,
+        # Alerts: the channels' secrets live in root-only files, named here when set.
+        "alert_email_to": list(data.alert_email_to),
+        "alert_email_from": data.alert_email_from,
+        "alert_msmtp_config": alert_msmtp_config(data) if data.alert_email_to else None,
+        "alert_webhook_file": alert_webhook_file(data) if data.alert_webhook else None,
+        "alert_repeat_window_min": data.alert_repeat_window_min,
+        "alert_state_dir": data.alert_state_dir,
+        "disk_alert_percent": data.disk_alert_percent,
+        "disk_watched_paths": list(data.disk_watched_paths),
+        "ping_urls": {job: url for job, url in data.ping_urls.items() if url},
+        "ping_units": PING_UNITS,
     }
     if data.backup_enabled and data.backup_transfer_enabled:
         transfer = transfer_vars(data)
@@ -164,6 +178,8 @@ def host_config(data) -> dict:
             backup_transfer_key_file=transfer["key_file"],
             backup_transfer_known_hosts_file=transfer["known_hosts_file"],
             backup_transfer_bwlimit_kbps=transfer["bwlimit_kbps"],
+            backup_transfer_retries=data.backup_transfer_retries,
+            backup_transfer_retry_sec=data.backup_transfer_retry_sec,
         )
     return config
 
@@ -259,6 +275,46 @@ RECETTE_TIMERS = {
 }
 
 
+# The jobs that ping a dead man's switch (ping_urls), by their unit: on a failure the
+# notifier pings the job's /fail.
+PING_UNITS = {
+    "odoo-backup.service": "backup",
+    "odoo-backup-transfer.service": "transfer",
+    "odoo-weekly-deploy.service": "refresh",
+}
+SMTP_TLS = ("starttls", "tls", "off")
+
+
+def alert_vars(data) -> dict:
+    """The alerts' units and channels; refuses a channel set half-way, before any change."""
+    if data.alert_email_to and not data.alert_smtp_host:
+        raise DeployError("alert_email_to needs alert_smtp_host (the SMTP relay) in group_data")
+    if data.alert_smtp_tls not in SMTP_TLS:
+        raise DeployError(f"alert_smtp_tls must be one of {', '.join(SMTP_TLS)}")
+    password = getattr(data, "alert_smtp_password", None)
+    if data.alert_email_to and data.alert_smtp_user and not (password and password.value):
+        raise DeployError(
+            "alert_smtp_user needs its password: ODOO_OCA_FRANCE_ALERT_SMTP_PASSWORD in .env"
+        )
+    webhook = getattr(data, "alert_webhook_url", None)
+    if data.alert_webhook and not (webhook and webhook.value):
+        raise DeployError("alert_webhook needs ODOO_OCA_FRANCE_ALERT_WEBHOOK_URL in .env")
+    unknown = set(data.ping_urls) - set(PING_UNITS.values())
+    if unknown:
+        raise DeployError(f"ping_urls: unknown job(s) {', '.join(sorted(unknown))}")
+    return {
+        "bin_dir": host_bin_dir(data),
+        "calendar": data.check_calendar,
+        "smtp": {
+            "host": data.alert_smtp_host,
+            "port": data.alert_smtp_port,
+            "tls": data.alert_smtp_tls,
+            "from": data.alert_email_from,
+            "user": data.alert_smtp_user,
+        },
+    }
+
+
 def rendered_files(data) -> dict[str, tuple[str, dict]]:
     """Every template a host of this data gets: template name -> (destination, variables)."""
     files = {
@@ -315,4 +371,27 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
         )
     if data.fail2ban_enabled:
         files["fail2ban-sshd.local.j2"] = ("/etc/fail2ban/jail.d/sshd.local", {})
+    alerts = alert_vars(data)
+    files["oca-france-notify@.service.j2"] = (
+        "/etc/systemd/system/oca-france-notify@.service",
+        alerts,
+    )
+    for kind in ("service", "timer"):
+        files[f"odoo-check.{kind}.j2"] = (f"/etc/systemd/system/odoo-check.{kind}", alerts)
+    files["postgresql-alerts.conf.j2"] = (
+        "/etc/systemd/system/postgresql@.service.d/oca-france-alerts.conf",
+        alerts,
+    )
+    if data.alert_email_to:
+        # The password's own template is the only one given it.
+        password = getattr(data, "alert_smtp_password", None)
+        files["alerts-msmtprc.j2"] = (
+            alert_msmtp_config(data),
+            {**alerts["smtp"], "password": password.value if password else None},
+        )
+    if data.alert_webhook:
+        files["alerts-webhook.j2"] = (
+            alert_webhook_file(data),
+            {"url": data.alert_webhook_url.value},
+        )
     return files

@@ -30,6 +30,19 @@ TEST_TRANSFER_DATA = {
     "backup_transfer_host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAhostkey",
 }
 
+# Every alert channel set (group_data and the optional secrets of .env).
+TEST_ALERT_SECRETS = {
+    "ODOO_OCA_FRANCE_ALERT_SMTP_PASSWORD": 'test-smtp-"pass\\word-91d3',
+    "ODOO_OCA_FRANCE_ALERT_WEBHOOK_URL": "https://hooks.test/token-5e8b",
+}
+TEST_ALERT_DATA = {
+    "alert_email_to": ["ops@test", "cto@test"],
+    "alert_smtp_host": "relay.test",
+    "alert_smtp_user": "alerts@test",
+    "alert_webhook": True,
+    "ping_urls": {"backup": "https://hc.test/ping/b", "transfer": None, "refresh": None},
+}
+
 
 def load_inventory(environ: dict[str, str], override_data: dict | None = None):
     """The project's inventory and group data, through pyinfra's own loader."""

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +21,8 @@ import pytest
 from conftest import (
     PROJECT_DIR,
     RELEASES,
+    TEST_ALERT_DATA,
+    TEST_ALERT_SECRETS,
     TEST_SECRETS,
     TEST_TRANSFER_DATA,
     load_inventory,
@@ -150,9 +153,17 @@ def test_the_daily_backup_and_the_weekly_refresh_catch_up_after_a_host_was_off(i
     assert "\nPersistent=true\n" in render(prod, "odoo-backup.timer.j2")
 
 
-def test_every_template_is_used(inventory):
+@pytest.fixture(scope="module")
+def alerting():
+    """The inventory with every alert channel set."""
+    return load_inventory(
+        {**TEST_SECRETS, **TEST_ALERT_SECRETS}, {**TEST_TRANSFER_DATA, **TEST_ALERT_DATA}
+    )
+
+
+def test_every_template_is_used(inventory, alerting):
     used = set(rendered_files(release_data(inventory, "oca-france-recette", "debian-12")))
-    used |= set(rendered_files(release_data(inventory, "oca-france-prod", "debian-12")))
+    used |= set(rendered_files(release_data(alerting, "oca-france-prod", "debian-12")))
     on_disk = {path.name for path in (PROJECT_DIR / "templates").glob("*.j2")}
     assert on_disk == used
 
@@ -690,3 +701,61 @@ def test_every_command_run_without_sudo_is_one_of_the_uploads_own():
     assert without_sudo and all(name == "util.py" for name, _ in without_sudo), without_sudo
     own = [call for _, call in without_sudo if "temp" not in call]
     assert own == ["host.get_fact(Command, 'id -un', _sudo=False)"], without_sudo
+
+
+def test_every_unit_alerts_when_it_fails_and_the_notifier_never_about_itself(alerting):
+    recette = release_data(alerting, "oca-france-recette", "debian-13")
+    prod = release_data(alerting, "oca-france-prod", "debian-12")
+    for data in (recette, prod):
+        for name in rendered_files(data):
+            if name.startswith("odoo-") and name.endswith(".service.j2"):
+                text = render(data, name)
+                if name == "odoo-oca-france.service.j2":  # it restarts itself: once per window
+                    assert "\nExecStopPost=+/opt/oca-france/bin/odoo-notify --exited %n\n" in text
+                else:
+                    assert "\nOnFailure=oca-france-notify@%n.service\n" in text, name
+    assert "\nOnFailure=" not in render(prod, "oca-france-notify@.service.j2")
+    assert "OnFailure=oca-france-notify@%n.service" in render(prod, "postgresql-alerts.conf.j2")
+    backup = render(prod, "odoo-backup.service.j2")
+    assert "ExecStartPre=-/opt/oca-france/bin/odoo-notify --ping backup start" in backup
+    assert "ExecStartPost=-/opt/oca-france/bin/odoo-notify --ping backup success" in backup
+
+
+def test_the_alerts_secrets_go_to_root_only_files_and_nowhere_else(alerting):
+    prod = release_data(alerting, "oca-france-prod", "debian-12")
+    files = rendered_files(prod)
+    msmtprc = render(prod, "alerts-msmtprc.j2")
+    # Quoted as msmtp reads it: a backslash and a double quote escaped.
+    assert 'password "test-smtp-\\"pass\\\\word-91d3"' in msmtprc
+    assert "\ntls on\n" in msmtprc and "\ntls_starttls on\n" in msmtprc
+    assert "\nhost relay.test\n" in msmtprc and '\nuser "alerts@test"\n' in msmtprc
+    assert render(prod, "alerts-webhook.j2") == "https://hooks.test/token-5e8b\n"
+    config = files["host.json.j2"][1]["config"]
+    assert config["alert_msmtp_config"] == "/etc/oca-france/alerts-msmtprc"
+    assert config["alert_email_to"] == ["ops@test", "cto@test"]
+    assert config["ping_urls"] == {"backup": "https://hc.test/ping/b"}
+    for name, (_, variables) in files.items():
+        if name in ("alerts-msmtprc.j2", "alerts-webhook.j2"):
+            continue
+        text = render(prod, name) + repr(variables)
+        for secret in TEST_ALERT_SECRETS.values():
+            assert secret not in text, name
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"alert_email_to": ["ops@test"]}, "alert_email_to needs alert_smtp_host"),
+        (
+            {"alert_email_to": ["ops@test"], "alert_smtp_host": "r", "alert_smtp_user": "u"},
+            "ODOO_OCA_FRANCE_ALERT_SMTP_PASSWORD",
+        ),
+        ({"alert_webhook": True}, "ODOO_OCA_FRANCE_ALERT_WEBHOOK_URL"),
+        ({"alert_smtp_tls": "maybe"}, "alert_smtp_tls must be one of"),
+        ({"ping_urls": {"backups": "https://x"}}, "unknown job(s) backups"),
+    ],
+)
+def test_an_alert_channel_set_half_way_is_refused_before_any_change(data, message):
+    inventory = load_inventory(TEST_SECRETS, {**TEST_TRANSFER_DATA, **data})
+    with pytest.raises(DeployError, match=re.escape(message)):
+        rendered_files(release_data(inventory, "oca-france-prod", "debian-12"))

@@ -18,6 +18,8 @@ PROGRAMS = {
     "odoo-production-data-accept": "accept",
     "odoo-production-data-receive": "receive",
     "odoo-status": "status",
+    "odoo-notify": "notify",
+    "odoo-check": "check",
 }
 
 

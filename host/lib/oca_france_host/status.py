@@ -6,7 +6,8 @@ Shows the deployed commit (and its tag), the service and its health; where backu
 taken, the newest one (time, size); where production data is restored, the one in use, its
 age, the incoming directory against its limit and the last refresh. Flags a service that is
 not active or healthy, a backup older than status_backup_max_age_hours, production data
-older than status_production_data_max_age_days, an incoming directory over 80% of its limit,
+older than status_production_data_max_age_days, a watched filesystem fuller than
+disk_alert_percent, an incoming directory over 80% of its limit,
 a last refresh from production that did not deploy, an unfinished deploy, and any odoo-*
 unit that failed, with when and why. Exit 0 when nothing is flagged, 1 otherwise. Run it as
 root (make status) or as odoo (deploy --status: without the journal's lines).
@@ -15,6 +16,8 @@ root (make status) or as odoo (deploy --status: without the journal's lines).
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -106,79 +109,145 @@ def health(url: str) -> str:
         return "failing"
 
 
-def main(argv: list[str]) -> int:
-    if argv:
-        print(__doc__.strip(), file=sys.stderr)
-        return 0 if argv[0] in ("-h", "--help") else 2
-    c = config.load()
+def disk_lines(c: dict) -> tuple[list[str], list[tuple[str, str]]]:
+    """Each watched filesystem's use (PostgreSQL's data, odoo's home...), flagged over
+    disk_alert_percent."""
+    lines, flags = [], []
+    threshold = c.get("disk_alert_percent", 85)
+    seen = set()
+    for path in c.get("disk_watched_paths", []):
+        try:
+            usage = shutil.disk_usage(path)
+            device = os.stat(path).st_dev
+        except OSError:
+            continue
+        if device in seen:
+            continue  # one filesystem, said once
+        seen.add(device)
+        percent = 100 * usage.used / max(usage.used + usage.free, 1)  # df's Use%
+        lines.append(f"{path}: {percent:.0f}% used, {human_size(usage.free)} free")
+        if percent >= threshold:
+            flags.append(
+                (
+                    f"disk {path}",
+                    f"{path} is {percent:.0f}% full ({human_size(usage.free)} free), over"
+                    f" {threshold}% (disk_alert_percent)",
+                )
+            )
+    return lines, flags
+
+
+def last_alert(c: dict) -> str:
+    """The last alert this host sent (notify.py records it), or "none"."""
+    try:
+        sent = json.loads((Path(c["alert_state_dir"]) / "last-alert.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return "none"
+    return f"{sent.get('time')}: {sent.get('subject')} ({sent.get('delivered')})"
+
+
+def report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[str, str]]]:
+    """What status says, and what it flags: (key, text) pairs, the key stable while the
+    condition lasts (odoo-check alerts once when a key appears, once when it goes)."""
     service = c["oca_france_service"]
     now = datetime.now().astimezone()
-    flags = []
+    lines: list[str] = []
+    flags: list[tuple[str, str]] = []
     commit = git(c["oca_france_dir"], "rev-parse", "HEAD")
     tag = git(c["oca_france_dir"], "describe", "--tags", "--exact-match", "HEAD")
-    print(f"deployed:         {tag or '(no tag)'} {commit[:12] or '(no checkout)'}")
+    lines.append(f"deployed:         {tag or '(no tag)'} {commit[:12] or '(no checkout)'}")
     active = run("systemctl", "is-active", service) or "inactive"
     healthy = health(c["health_url"])
-    print(f"service:          {service} {active}, health {healthy}")
+    lines.append(f"service:          {service} {active}, health {healthy}")
     if active != "active" or healthy != "ok":
-        flags.append(f"{service} is {active}, health {healthy}")
+        flags.append(("service", f"{service} is {active}, health {healthy}"))
     if c["backup_enabled"]:
         found = newest(c["backup_dir"])
         if found is None:
-            print("last backup:      none")
-            flags.append(f"no backup in {c['backup_dir']}")
+            lines.append("last backup:      none")
+            flags.append(("backup age", f"no backup in {c['backup_dir']}"))
         else:
             path, manifest = found
             taken = datetime.fromisoformat(manifest.get("time", "1970-01-01T00:00:00+00:00"))
             age = now - taken
             size = manifest.get("dump_bytes", 0) + manifest.get("filestore_bytes", 0)
-            print(
+            lines.append(
                 f"last backup:      {path.name}, {human_age(age)} old, {human_size(size)}"
                 f" ({human_size(disk_usage(path))} on disk)"
             )
             if age > timedelta(hours=c["status_backup_max_age_hours"]):
-                flags.append(f"the last backup is {human_age(age)} old")
+                flags.append(("backup age", f"the last backup is {human_age(age)} old"))
     if c["deploy_restore_allowed"]:
         try:  # "<name> <time the backup was taken>", written by deploy --restore
             name, taken = Path(c["production_data_in_use_file"]).read_text().split()
         except (OSError, ValueError):
-            print("production data:  none restored yet")
-            flags.append("no production data restored yet")
+            lines.append("production data:  none restored yet")
+            flags.append(("production data age", "no production data restored yet"))
         else:
             age = now - datetime.fromisoformat(taken)
-            print(f"production data:  {name}, taken {human_age(age)} ago")
+            lines.append(f"production data:  {name}, taken {human_age(age)} ago")
             if age > timedelta(days=c["status_production_data_max_age_days"]):
-                flags.append(f"the production data in use is {human_age(age)} old")
+                flags.append(
+                    ("production data age", f"the production data in use is {human_age(age)} old")
+                )
         found = newest(c["production_data_dir"])
-        print(f"newest received:  {found[0].name if found else 'none'}")
+        lines.append(f"newest received:  {found[0].name if found else 'none'}")
         # incoming/ keeps the last delivery (the next one's rsync base): measured as the
         # receive measures it against its limit.
         used, limit = receive.usage(Path(c["incoming_dir"])), receive.incoming_limit(c)
-        print(f"incoming:         {human_size(used)} of its {human_size(limit)} limit")
+        lines.append(f"incoming:         {human_size(used)} of its {human_size(limit)} limit")
         if used > limit * INCOMING_FULL:
             flags.append(
-                f"{c['incoming_dir']} holds {human_size(used)}, over {INCOMING_FULL:.0%} of its"
-                " limit (production_data_incoming_limit_mib): the next delivery may be refused"
+                (
+                    "incoming",
+                    f"{c['incoming_dir']} holds {human_size(used)}, over {INCOMING_FULL:.0%} of"
+                    " its limit (production_data_incoming_limit_mib): the next delivery may be"
+                    " refused",
+                )
             )
         refresh = last_refresh(c["deploy_history_file"])
         if refresh is not None:
             outcome = refresh.get("result")
-            print(f"last refresh:     {refresh.get('time')} by {refresh.get('by')}: {outcome}")
+            lines.append(
+                f"last refresh:     {refresh.get('time')} by {refresh.get('by')}: {outcome}"
+            )
             if outcome != "deployed":
                 step = refresh.get("failed_step") or "?"
                 flags.append(
-                    f"the last refresh from production ({refresh.get('time')}, by"
-                    f" {refresh.get('by')}) {outcome} at step {step}:"
-                    f" {refresh.get('error') or 'see its log ' + str(refresh.get('log'))}"
+                    (
+                        "refresh",
+                        f"the last refresh from production ({refresh.get('time')}, by"
+                        f" {refresh.get('by')}) {outcome} at step {step}:"
+                        f" {refresh.get('error') or 'see its log ' + str(refresh.get('log'))}",
+                    )
                 )
+    disks, disk_flags = disk_lines(c)
+    for line in disks:
+        lines.append(f"disk:             {line}")
+    flags.extend(disk_flags)
+    lines.append(f"last alert:       {last_alert(c)}")
     unfinished = state.unfinished(c["deploy_state_file"])
     if unfinished is not None:
         flags.append(
-            f"a deploy of {unfinished.get('ref', '?')} is unfinished (step"
-            f" {unfinished.get('step', '?')}): odoo-deploy-repair.timer repairs it"
+            (
+                "unfinished deploy",
+                f"a deploy of {unfinished.get('ref', '?')} is unfinished (step"
+                f" {unfinished.get('step', '?')}): odoo-deploy-repair.timer repairs it",
+            )
         )
-    flags.extend(failed_units())
-    for flag in flags:
+    if units:
+        flags.extend((f"unit {found.split()[0]}", found) for found in failed_units())
+    return lines, flags
+
+
+def main(argv: list[str]) -> int:
+    if argv:
+        print(__doc__.strip(), file=sys.stderr)
+        return 0 if argv[0] in ("-h", "--help") else 2
+    lines, flags = report(config.load())
+    for line in lines:
+        print(line)
+    for _, flag in flags:
         print(f"ATTENTION:        {flag}")
     if not flags:
         print("status:           OK")

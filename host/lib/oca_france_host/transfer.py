@@ -6,7 +6,8 @@ as odoo (odoo-backup-transfer.service, started by odoo-backup.service once a bac
      `deploy --restore` use it. A transfer cut short leaves no manifest: nothing used.
 Over SSH with a key used for nothing else, trusting only recette's pinned host key. On
 recette that key can only write into the incoming directory (rrsync -wo), under its size
-limit (odoo-production-data-receive).
+limit (odoo-production-data-receive). A failed send is tried again, backup_transfer_retries
+times, backup_transfer_retry_sec apart.
 """
 
 from __future__ import annotations
@@ -116,9 +117,15 @@ def main(argv: list[str]) -> int:
         print(usage(settings), file=sys.stderr)
         return 2
     os.chdir("/")
-    try:
-        transfer(settings)
-    except (Failed, runner.Failed, OSError) as error:
-        log(f"ERROR: {error}", error=True)
-        return 1
-    return 0
+    retries = int(settings.get("backup_transfer_retries", 0))
+    for attempt in range(retries + 1):
+        try:
+            transfer(settings)
+            return 0
+        except (Failed, runner.Failed, OSError) as error:
+            log(f"ERROR: {error}", error=True)
+        if attempt < retries:  # recette away, a network cut: tried again, bounded
+            wait = int(settings.get("backup_transfer_retry_sec", 0))
+            log(f"try {attempt + 2} of {retries + 1} in {wait} s (backup_transfer_retry_sec)")
+            time.sleep(wait)
+    return 1
