@@ -217,3 +217,16 @@ def test_a_stopped_backup_removes_its_partial_directory(make_host):
     output = backup.communicate(timeout=30)[0]
     assert backup.returncode != 0
     assert "removing" in output and partials(host) == [], output
+
+
+def test_a_backup_without_room_for_its_dump_writes_nothing(make_host):
+    """Checked before the dump starts: the database's size plus the margin, on the backups'
+    filesystem."""
+    host = backing_up(make_host)
+    host.fake("psql", "echo 999999999999999")  # a database bigger than any disk here
+    result = host.run("odoo-backup")
+    assert result.returncode == 1
+    assert "not enough free disk for a backup of" in result.stderr
+    assert "deploy_disk_margin_mib" in result.stderr
+    assert not any(call.startswith("pg_dump") for call in host.logged())
+    assert list(host.path("backup_dir").iterdir()) == []

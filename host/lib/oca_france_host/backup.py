@@ -1,7 +1,8 @@
 """odoo-backup: backs up this host's database while it serves, as odoo (odoo-backup.service).
 
   1. waits for the deploy lock: never during a deploy, never two backups at once;
-  2. removes the partial directories of backups that died (killed, a power cut);
+  2. removes the partial directories of backups that died (killed, a power cut), and checks
+     there is room for the dump;
   3. dumps the database (pg_dump custom format) and checks the dump's catalogue;
   4. snapshots the filestore, hard-linking the files unchanged since the previous backup
      (Odoo writes each attachment once and never rewrites it);
@@ -79,6 +80,24 @@ def remove_stale_partials(backup_dir: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+def check_free_space(settings: dict, db: str, backup_dir: Path) -> None:
+    """Room for the dump before it starts: the database's size (the dump is smaller) plus the
+    margin a deploy keeps (deploy_disk_margin_mib)."""
+    try:
+        query = f"SELECT pg_database_size('{db}')"
+        size = int(runner.output(["psql", "-XAtq", "-d", "postgres", "-c", query]) or 0)
+    except (runner.Failed, ValueError):
+        size = 0
+    margin = int(settings["deploy_disk_margin_mib"]) * 2**20
+    free = shutil.disk_usage(backup_dir).free
+    if free < size + margin:
+        raise Failed(
+            f"not enough free disk for a backup of {db} in {backup_dir}: {free // 2**20} MiB"
+            f" free, {size // 2**20} MiB (the database) plus {margin // 2**20} MiB"
+            " (deploy_disk_margin_mib) needed; nothing written"
+        )
+
+
 def dump_database(db: str, partial: Path) -> None:
     log(f"dumping {db}")
     dump = partial / f"{db}.dump"
@@ -112,6 +131,7 @@ def back_up(settings: dict) -> Path:
         backup_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(backup_dir)
         previous = backups.newest(backup_dir, db)
+        check_free_space(settings, db, backup_dir)
         try:
             partial.mkdir()
             dump_database(db, partial)
