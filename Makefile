@@ -54,9 +54,21 @@ diff-recette: setup ## Dry run on recette: show what would change (changes nothi
 diff-prod: setup ## Dry run on prod: show what would change (changes nothing)
 	$(PYINFRA) --dry --diff $(DEPLOY) --limit prod $(PYINFRA_ARGS)
 
-status: setup ## Each host: commit, service, health, last backup / production data, failures (exit 1)
-	$(PYINFRA) -y inventory.py exec --sudo $(PYINFRA_ARGS) -- \
-		/opt/oca-france/bin/odoo-status
+# make status prints the hosts' own lines only: a host that did not answer gets one line
+# saying why (pyinfra's own), and any flag makes it exit 1.
+STATUS_FILTER := awk ' \
+	/^\[[^]]+\]/ { print; host = substr($$1, 2, length($$1) - 2); answered[host] = 1; \
+		if ($$0 ~ /ATTENTION:/) flagged = 1; next } \
+	/^ +\[[^]]+\]/ { host = $$1; gsub(/[][]/, "", host); seen[host] = 1; line = $$0; \
+		sub(/^ *\[[^]]+\] */, "", line); \
+		if (line !~ /^(Connected|Ready: shell|Success|Error: executed 0 commands)$$/) why[host] = line } \
+	END { for (host in seen) if (!(host in answered)) { flagged = 1; \
+		printf "[%s] ATTENTION:        no status from this host: %s\n", host, why[host] } \
+		exit flagged }'
+
+status: setup ## Each host: commit, service, health, backups, disks, last alert; a flag exits 1
+	@{ $(PYINFRA) -y inventory.py exec --sudo $(PYINFRA_ARGS) -- \
+		/opt/oca-france/bin/odoo-status 2>&1 || true; } | $(STATUS_FILTER)
 
 alert-test: setup ## Send a test alert from each host through every channel set (no secret needed)
 	$(PYINFRA) -y inventory.py exec --sudo $(PYINFRA_ARGS) -- \
