@@ -40,13 +40,17 @@ readonly SANDBOX=(
     "openssh-client:command -v ssh"
     "xz-utils:command -v xz" # the Odoo source tarball
 )
+readonly E2E=(
+    # the alerts' SMTP sink the end-to-end tests start (Debian's, run by the system python3)
+    "python3-aiosmtpd:/usr/bin/python3 -c 'import aiosmtpd'"
+)
 
 entries_for() {
     case "$1" in
         setup) printf '%s\n' "${SETUP[@]}" ;;
         lint) printf '%s\n' "${SETUP[@]}" "${LINT[@]}" ;;
         sandbox) printf '%s\n' "${SETUP[@]}" "${SANDBOX[@]}" ;;
-        test | bench) printf '%s\n' "${SETUP[@]}" "${LINT[@]}" "${SANDBOX[@]}" ;;
+        test | bench) printf '%s\n' "${SETUP[@]}" "${LINT[@]}" "${SANDBOX[@]}" "${E2E[@]}" ;;
         *) usage >&2; exit 2 ;;
     esac
 }

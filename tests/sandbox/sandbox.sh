@@ -376,6 +376,9 @@ wkhtmltopdf_debs = {
 # prod sends its backups to the recette container, whose host key it pins.
 backup_transfer_host = "$(container_ip "$recette_index")"
 backup_transfer_host_key = "$recette_key"
+# A failed transfer tried again within seconds, not 20 minutes (the tests wait for it).
+backup_transfer_retries = 1
+backup_transfer_retry_sec = 15
 PYTHON
 }
 

@@ -176,3 +176,31 @@ def test_the_check_alerts_once_when_a_disk_fills_and_once_when_it_recovers(alert
     assert alerting.run("odoo-check").returncode == 0
     recovered = [p for p in listener.posts() if p.get("recovered") == f"disk {watched}"]
     assert len(recovered) == 1
+
+
+def test_a_failed_transfer_is_tried_again_then_fails_once(make_host, tmp_path):
+    """rsync fails (recette away), then succeeds: the retry sends it; failing each time, the
+    transfer fails once, after its bounded retries (its unit then alerts, once)."""
+    from .conftest import write_backup
+
+    host = make_host("oca-france-prod")
+    write_backup(host.path("backup_dir"), "oca-france-production-20261203T011500")
+    failures = tmp_path / "failures"
+    failures.write_text("1\n")
+    host.fake(
+        "rsync",
+        f"n=$(cat {failures}); if ((n > 0)); then echo $((n - 1)) > {failures};"
+        ' echo "ssh: connect to host recette.test port 22: No route to host" >&2; exit 255; fi;'
+        ' echo "Total bytes sent: 1,234"',
+    )
+    host.config.update(backup_transfer_retries=2, backup_transfer_retry_sec=0)
+    host.write_config()
+    result = host.run("odoo-backup-transfer")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No route to host" in result.stderr and "try 2 of 3 in 0 s" in result.stdout
+    assert "transfer of oca-france-production-20261203T011500 complete" in result.stdout
+    failures.write_text("9\n")
+    calls = len(host.logged())
+    failed = host.run("odoo-backup-transfer")
+    assert failed.returncode == 1
+    assert len(host.logged()) - calls == 3  # the first send, then 2 retries: bounded

@@ -99,15 +99,26 @@ def send_webhook(c: dict, subject: str, body: str, fields: dict) -> str | None:
     return post_json(url, {"text": f"{subject}\n\n{body}", "title": subject, **fields})
 
 
-def send(c: dict, subject: str, body: str, fields: dict) -> bool:
-    """Through every channel configured; said and recorded. True when all delivered."""
-    results = {}
+def channels(c: dict) -> list[str]:
+    """The channels set on this host."""
+    found = []
     if c.get("alert_msmtp_config") and c.get("alert_email_to"):
-        results["e-mail"] = send_email(c, subject, body)
+        found.append("e-mail")
     if c.get("alert_webhook_file"):
-        results["webhook"] = send_webhook(c, subject, body, fields)
+        found.append("webhook")
+    return found
+
+
+def send(c: dict, subject: str, body: str, fields: dict) -> bool:
+    """Through every channel set; said and recorded. True when all delivered."""
+    results = {}
+    for channel in channels(c):
+        if channel == "e-mail":
+            results[channel] = send_email(c, subject, body)
+        else:
+            results[channel] = send_webhook(c, subject, body, fields)
     if not results:
-        log(f"no alert channel configured (alert_email_to, alert webhook): not sent: {subject}")
+        log(f"no alert channel set (alert_email_to, alert_webhook): not sent: {subject}")
         return True
     for channel, failure in results.items():
         if failure:
@@ -167,7 +178,7 @@ def failed(c: dict, unit: str, result: str) -> int:
     if job:
         ping(c, job, "fail")
     restarts = unit_property(unit, "Restart") not in ("", "no")
-    if restarts:
+    if restarts and channels(c):  # an incident begins with an alert actually sent
         window = int(c.get("alert_repeat_window_min", 60)) * 60
         last = recorded(c, f"unit-{unit}.json").get("epoch", 0)
         if time.time() - last < window:
