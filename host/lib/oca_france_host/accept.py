@@ -48,7 +48,6 @@ class Failed(Exception):
 
 
 CLAIMED = f".{backups.MANIFEST}.accepting"
-PARTIAL = ".partial-"
 
 
 def claim(incoming: Path, production_data: Path) -> Path | None:
@@ -63,7 +62,7 @@ def claim(incoming: Path, production_data: Path) -> Path | None:
     except backups.BackupError as error:
         claimed.rename(incoming / f"{backups.MANIFEST}.refused")
         raise Refused(str(error)) from None
-    partial = production_data / f"{PARTIAL}{name}"
+    partial = production_data / f"{backups.PARTIAL}{name}"
     previous = backups.newest(production_data)
     link = [f"--link-dest={previous}/"] if previous else []
     excluded = [f"--exclude=/{CLAIMED}", f"--exclude=/{backups.MANIFEST}*"]
@@ -95,7 +94,7 @@ def verify(incoming: Path, partial: Path) -> None:
 def put_in_place(partial: Path, settings: dict) -> Path:
     """Under the deploy lock: the verified copy becomes production data; the oldest go."""
     production_data = partial.parent
-    final = production_data / partial.name.removeprefix(PARTIAL)
+    final = production_data / partial.name.removeprefix(backups.PARTIAL)
     try:
         held = state.take_when_finished(
             settings["deploy_lock_file"],
@@ -131,7 +130,7 @@ def main(argv: list[str]) -> int:
         log(f"nothing to accept: no manifest in {incoming}")
         return 0
     production_data.mkdir(mode=0o700, exist_ok=True)
-    for stale in production_data.glob(f"{PARTIAL}*"):  # an acceptance that was killed
+    for stale in production_data.glob(f"{backups.PARTIAL}*"):  # an acceptance that was killed
         shutil.rmtree(stale, ignore_errors=True)
     try:
         try:
@@ -145,7 +144,7 @@ def main(argv: list[str]) -> int:
         if partial is None:
             log(f"nothing to accept: the manifest left {incoming} (a new transfer began)")
             return 0
-        name = partial.name.removeprefix(PARTIAL)
+        name = partial.name.removeprefix(backups.PARTIAL)
         log(f"verifying {name}, delivered by prod (a copy: the next delivery may come)")
         verify(incoming, partial)
         put_in_place(partial, settings)

@@ -26,8 +26,6 @@ from pathlib import Path
 
 from oca_france_host import backups, config, prune, runner, state
 
-PARTIAL = ".partial-"
-
 
 class Stopped(Exception):
     """A signal asked the backup to stop."""
@@ -75,7 +73,7 @@ def take_lock(settings: dict) -> state.Held:
 def remove_stale_partials(backup_dir: Path) -> None:
     """A backup killed without its cleanup left its partial directory: a whole dump on
     PostgreSQL's disk. Removed under the lock (no backup runs now)."""
-    for stale in sorted(backup_dir.glob(f"{PARTIAL}*")):
+    for stale in sorted(backup_dir.glob(f"{backups.PARTIAL}*")):
         log(f"removing {stale}, left by a backup that died")
         shutil.rmtree(stale, ignore_errors=True)
 
@@ -126,7 +124,7 @@ def back_up(settings: dict) -> Path:
     # UTC: names sort by time all year (a local time goes back an hour in October).
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     final = backup_dir / f"{db}-{stamp}"
-    partial = backup_dir / f"{PARTIAL}{final.name}"
+    partial = backup_dir / f"{backups.PARTIAL}{final.name}"
     with take_lock(settings):
         backup_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(backup_dir)

@@ -33,6 +33,9 @@ MANIFEST = "manifest.json"
 DUMP_SUFFIX = ".dump"
 FILE_LIST = "filestore.list"
 FILESTORE = "filestore"
+# A backup (or an accepted copy) being written: never listed (a name with a dot first), and
+# removed by the next run of whoever writes them when its writer died.
+PARTIAL = ".partial-"
 INTEGERS = ("dump_bytes", "filestore_files", "filestore_bytes")
 
 
