@@ -51,21 +51,6 @@ for path in (data.host_programs_dir, data.host_config_dir):
         name=f"Create {path} (root-owned)", path=path, user="root", group="root", mode="755"
     )
 
-for part, mode in (("bin", "755"), ("lib", "644")):
-    # One rename a file: a running deploy's bash reads its script as it goes.
-    atomic_sync(
-        name=f"Install the host programs' {part}/ ({data.host_programs_dir}/{part})",
-        src=str(HOST_DIR / part),
-        dest=f"{data.host_programs_dir}/{part}",
-        user="root",
-        group="root",
-        mode=mode,
-        dir_mode="755",
-        delete=True,
-        exclude=["*.pyc"],
-        exclude_dir=["__pycache__"],
-    )
-
 # The layout before the root-owned one: root wrote odoo's ~/scripts (a root-owned directory
 # odoo could move aside), ~/.odoorc and ~/.ssh's keys. Gone, each removed as its owner.
 run_unless(
@@ -147,6 +132,23 @@ if addons_subdirs:
             f"for dir in {missing}; do [ -d $dir ] || echo addons path does not exist: $dir"
             " '(odoo_addons_subdirs)' >&2; done; exit 1"
         ),
+    )
+
+# After the checks above, the programs beside their config: a refused apply changes
+# neither, and never leaves new programs with an old config.
+for part, mode in (("bin", "755"), ("lib", "644")):
+    # One rename a file: a program starting then reads the old file or the new one.
+    atomic_sync(
+        name=f"Install the host programs' {part}/ ({data.host_programs_dir}/{part})",
+        src=str(HOST_DIR / part),
+        dest=f"{data.host_programs_dir}/{part}",
+        user="root",
+        group="root",
+        mode=mode,
+        dir_mode="755",
+        delete=True,
+        exclude=["*.pyc"],
+        exclude_dir=["__pycache__"],
     )
 
 # After the checks above: a refused apply writes no config.

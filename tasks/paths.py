@@ -74,18 +74,9 @@ def production_data_in_use_file(data) -> str:
     return f"{data.odoo_dumps_dir}/.production-data-in-use"
 
 
-def status_command(data) -> str:
-    """What runs on each host for `make status` and `deploy --status`."""
-    return host_program(data, "odoo-status")
-
-
-def verify_command(data) -> str:
-    """Checks a backup directory against its manifest (deploy --restore, the accept on recette)."""
-    return host_program(data, "odoo-backup-verify")
-
-
 def deploy_lock_file(data) -> str:
-    """One deploy at a time: the deploy and auto-deploy scripts both take this lock."""
+    """The instance's lock: every host program that touches the data, the venv or the service
+    takes it (oca_france_host/state.py), an apply too."""
     return f"{data.odoo_dumps_dir}/.deploy.lock"
 
 

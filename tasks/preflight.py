@@ -24,16 +24,25 @@ activity = host.get_fact(
     InstanceActivity, program=host_program(data, "deploy"), user=data.odoo_user
 )
 activity = activity or {}
+if "error" in activity:  # it could not say: nothing is known to be safe
+    raise DeployError(
+        f"{host.name}: could not ask the host what runs (deploy --activity): {activity['error']}"
+    )
+if activity.get("held_by_apply"):
+    raise DeployError(
+        f"{host.name}: another apply is running (it holds {deploy_lock_file(data)}:"
+        f" {activity['held_by']}); its hold ends with it (or with its SSH session)"
+    )
+if activity.get("held_by"):  # running (a running deploy has its state file too)
+    raise DeployError(
+        f"{host.name}: a deploy, a backup or a repair is running (it holds"
+        f" {deploy_lock_file(data)}: {activity['held_by']}): apply again when it is done"
+    )
 unfinished = activity.get("unfinished")
-if unfinished:  # running or died: either way, not now
+if unfinished:  # and nobody holds the lock: it died
     raise DeployError(
         f"{host.name}: a deploy of {unfinished.get('ref')} is unfinished (step"
         f" {unfinished.get('step')}): its repair (odoo-deploy-repair.timer, within a minute)"
         " comes first; apply again after it (sudo -u odoo ~odoo/scripts/deploy --status says"
         " when it is done)"
-    )
-if activity.get("held_by") and not activity.get("held_by_apply"):  # an apply's is replaced
-    raise DeployError(
-        f"{host.name}: a deploy, a backup or a repair is running (it holds"
-        f" {deploy_lock_file(data)}: {activity['held_by']}): apply again when it is done"
     )

@@ -40,10 +40,8 @@ from tasks.paths import (
     production_data_dir,
     production_data_in_use_file,
     snapshot_dir,
-    status_command,
     transfer_key_file,
     transfer_known_hosts_file,
-    verify_command,
 )
 from tasks.settings import checked_addons_subdirs, checked_seconds
 
@@ -122,9 +120,6 @@ def host_config(data) -> dict:
         "list_updates_command": odoo_command(data, data.odoo_list_updates_command, venv=".venv"),
         "environment_sql": config_parameters_sql(server_env_parameters(data)),
         "deploy_command": host_program(data, "deploy"),
-        "status_command": status_command(data),
-        "verify_command": verify_command(data),
-        "prune_command": host_program(data, "odoo-backup-prune"),
         "deploy_lock_file": deploy_lock_file(data),
         "deploy_state_file": deploy_state_file(data),
         "deploy_history_file": deploy_history_file(data),

@@ -91,14 +91,15 @@ class CommandSucceeds(FactBase):
 class InstanceActivity(FactBase):
     """What holds the instance now, as the host program says it (deploy --activity, as
     odoo): {"unfinished": {"ref", "step"} or None, "held_by": who holds the lock or None,
-    "held_by_apply": whether that is an apply's hold}.
-    None before the programs are installed (nothing can be running yet)."""
+    "held_by_apply": whether that is an apply's hold}. None before the programs are installed
+    or from the bash programs before them (nothing to ask: the apply's own lock decides);
+    {"error": what it said} when the program failed."""
 
     def command(self, program: str, user: str) -> str:
         program, user = shlex.quote(program), shlex.quote(user)
         return (
             f"if [ -x {program} ] && id -u {user} >/dev/null 2>&1; then"
-            f" runuser -u {user} -- {program} --activity 2>/dev/null || true; fi"
+            f" runuser -u {user} -- {program} --activity 2>&1 || echo FAILED; fi"
         )
 
     @staticmethod
@@ -106,14 +107,16 @@ class InstanceActivity(FactBase):
         return None
 
     def process(self, output: list[str]):
+        text = "\n".join(output)
+        if "unknown option: --activity" in text:
+            return None  # the programs of before this one: their lock decides
         try:
-            found = json.loads("\n".join(output))
+            found = json.loads(text)
         except ValueError:
-            return None  # a program from before --activity: the apply's lock decides
-        return found if isinstance(found, dict) else None
+            return {"error": text.removesuffix("FAILED").strip()[-500:] or "no output"}
+        return found if isinstance(found, dict) else {"error": text[-500:]}
 
 
-APPLY_LOCK_UNITS = "oca-france-apply-lock-*.service"
 # This apply's own (a name per apply: the previous one's unit may still be unloading).
 APPLY_LOCK_UNIT = f"oca-france-apply-lock-{int(time.time())}-{os.getpid()}.service"
 # The SSH session this apply's commands run in (sshd's per-connection process, found up the
@@ -134,12 +137,13 @@ def as_login_sudo() -> dict:
 def hold_instance_lock(program: str, user: str, wait: int, max_sec: int):
     """The instance's lock, held for the rest of the apply (a transient unit, as `user`, runs
     `deploy --apply-lock`): a deploy, a backup or a repair never runs beside what the apply
-    changes. Held until the apply releases it or its SSH session ends (at most `max_sec`).
+    changes. Held until the apply releases it or its SSH session ends (at most `max_sec`):
+    another apply meanwhile is refused at its preflight.
     Taken when the apply executes (never in a dry run); not a change of the host."""
     if host.state.is_executing:
         unit = APPLY_LOCK_UNIT
         command = (
-            f"systemctl stop '{APPLY_LOCK_UNITS}' 2>/dev/null; {SSH_SESSION_PID};"
+            f"{SSH_SESSION_PID};"
             f" systemd-run --quiet --collect --unit={unit} --uid={user} --gid={user}"
             f" -p Type=notify -p TimeoutStartSec={wait + 60} -p RuntimeMaxSec={max_sec}"
             f" {shlex.quote(program)} --apply-lock {wait} ${{session:+--while-pid $session}}"

@@ -96,7 +96,8 @@ variables = {
     "start_timeout": c["odoo_start_timeout"], "sync_command": venv_sync_command(data),
     "neutralize_command": shlex.join(c["neutralize_command"]),
     "update_command": shlex.join(c["update_command"]), "uv_env": uv_env(data),
-    "verify_command": c["verify_command"], "addons_subdirs": c["odoo_addons_subdirs"],
+    "verify_command": "/opt/oca-france/bin/odoo-backup-verify",
+    "addons_subdirs": c["odoo_addons_subdirs"],
     "restore_allowed": c["deploy_restore_allowed"],
 }
 with open("/tmp/deploy-previous.j2", "w") as template:

@@ -246,7 +246,12 @@ def test_an_apply_sees_an_unfinished_or_running_deploy(deployed):
         Path(deployed.config["deploy_lock_file"]).write_text("odoo-backup (pid 1) since x\n")
         found = activity()
     assert found["held_by"].startswith("odoo-backup") and not found["held_by_apply"]
-    assert fact.process(["Usage: deploy [-R] <git-ref>"]) is None  # a deploy from before
+    # The bash deploy of before (the first apply of this one): its own lock decides.
+    before = ["Usage: deploy [-R] <git-ref>", "... deploy: ERROR: unknown option: --activity"]
+    assert fact.process([*before, "FAILED"]) is None
+    # A program that fails otherwise: the apply is told, and stops.
+    crashed = fact.process(["odoo-status: ConfigError: /etc/oca-france/host.json", "FAILED"])
+    assert crashed == {"error": "odoo-status: ConfigError: /etc/oca-france/host.json"}
 
 
 def test_a_refused_auto_deploy_backs_off(deployed):

@@ -23,6 +23,14 @@ def path() -> Path:
     return Path(os.environ.get("OCA_FRANCE_HOST_CONFIG", DEFAULT_PATH))
 
 
+class Settings(dict):
+    """The host config: a key it lacks (a config older than the programs) is a ConfigError,
+    said with the file to re-apply, never a traceback."""
+
+    def __missing__(self, key: str):
+        raise ConfigError(f"{path()} has no {key!r} (re-apply the configuration)")
+
+
 def load() -> dict:
     try:
         config = json.loads(path().read_text(encoding="utf-8"))
@@ -30,7 +38,7 @@ def load() -> dict:
         raise ConfigError(f"cannot read the host config {path()}: {error}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path()}: not a JSON object")
-    return config
+    return Settings(config)
 
 
 def value(config: dict, key: str):

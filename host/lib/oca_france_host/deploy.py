@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from datetime import datetime
 from pathlib import Path
 
@@ -37,7 +38,6 @@ from oca_france_host.deploy_steps import (
     Exit,
     StepFailed,
     Steps,
-    copy_contents,
     mib,
     now,
     say,
@@ -230,7 +230,8 @@ class Deploy(Steps):
         margin = int(self.c["deploy_disk_margin_mib"])
         try:
             db_bytes = int(self.psql_admin(f"SELECT pg_database_size('{self.db}')") or 0)
-        except (runner.Failed, ValueError):
+        except (runner.Failed, ValueError) as error:
+            self.note_error(error)
             db_bytes = 0
         pg_root = self.c["postgresql_data_root"]
         avail = shutil.disk_usage(pg_root).free
@@ -278,7 +279,7 @@ class Deploy(Steps):
         shutil.rmtree(live, ignore_errors=True)
         live.mkdir(parents=True)
         if files is not None:
-            copy_contents(files, live)
+            self.copy_contents(files, live)
         elif archive.is_file():
             self.run(["tar", "-xzf", str(archive), "-C", str(live), "--strip-components=1"])
         else:
@@ -400,6 +401,7 @@ class Deploy(Steps):
             pid=os.getpid(),
         )
         self.detach_from_session()
+        self.in_downtime = True
         try:
             self.step("stopping", f"stopping {self.service}")
             self.stopped_at = int(now())
@@ -419,11 +421,12 @@ class Deploy(Steps):
         if self.args.restore:
             try:
                 self.record_production_data_in_use()
-            except (OSError, KeyError, ValueError):
+            except (OSError, KeyError, ValueError, backups.BackupError):
                 self.warn("WARNING: could not record the production data in use")
         try:
             self.prune_snapshots()
-        except FAILURES:
+        except FAILURES as error:
+            self.note_error(error)
             self.warn("WARNING: could not prune old snapshots")
         self.discard_prepared()
         self.resync_checkout()
@@ -463,8 +466,8 @@ class Deploy(Steps):
         self.warn("ERROR: stop or snapshot failed; starting the previous release again")
         try:
             self.drop_snapshot(self.snapshot)
-        except FAILURES:
-            pass
+        except FAILURES as error:
+            self.note_error(error)  # a snapshot half made: dropped by the next prune
         # The previous release, untouched, started again (the guard lets it pass; a repair
         # knows there is nothing to put back).
         self.set_state(step="restarting")
@@ -575,8 +578,8 @@ class Deploy(Steps):
         out = self.terminal_out
         try:
             status.main([])
-        except config.ConfigError as error:
-            print(f"odoo-status: {error}", file=out)
+        except Exception as error:  # noqa: BLE001 - the rest of the status still says its part
+            print(f"odoo-status: {type(error).__name__}: {error}", file=out)
         print(f"last deploys ({self.history_file}):", file=out)
         entries = state.history(self.history_file)[-5:]
         for e in entries:
@@ -596,7 +599,10 @@ class Deploy(Steps):
         except runner.Failed:
             names = []
         for name in names:
-            size = self.psql_admin(f"SELECT pg_database_size('{name}')")
+            try:
+                size = self.psql_admin(f"SELECT pg_database_size('{name}')")
+            except runner.Failed:
+                size = "0"
             files = self.snapshot_dir / name / "filestore"
             count = sum(len(found) for _, _, found in os.walk(files))
             print(f"  {name}: {mib(int(size or 0))} MiB, {count} files", file=out)
@@ -618,13 +624,13 @@ class Deploy(Steps):
     def activity(self) -> None:
         """What holds the instance now, for the apply: the unfinished deploy, and who holds
         the lock (a short hold, odoo-auto-deploy's fetch each minute, is waited for)."""
-        found = state.unfinished(self.state_file)
         held = state.is_held(self.lock_file)
         deadline = time.monotonic() + 10
         while held and time.monotonic() < deadline:
             time.sleep(0.5)
             held = state.is_held(self.lock_file)
-        holder = state.holder(self.lock_file)
+        found = state.unfinished(self.state_file)  # after the wait: a deploy may have ended
+        holder = state.holder(self.lock_file) or "a holder that did not name itself"
         activity = {
             "unfinished": (
                 None if found is None else {"ref": found.get("ref"), "step": found.get("step")}
@@ -821,9 +827,26 @@ def main(argv: list[str]) -> int:
         return 0
     except Exit as leaving:
         return leaving.status
+    except KeyboardInterrupt:  # Ctrl-C before the stop (after it, it is ignored)
+        if deploy is not None:
+            deploy.discard_prepared()
+            deploy.warn("interrupted before the site was stopped: nothing touched")
+        return 130
+    except Exception:  # a defect of ours: its traceback in the log, and a status that says
+        if deploy is None:
+            raise
+        deploy.note(traceback.format_exc())
+        deploy.warn(f"ERROR: unexpected error, see {deploy.log_file or 'the traceback above'}")
+        if deploy.log_file is None:
+            traceback.print_exc()
+        unfinished = state.unfinished(deploy.state_file) is not None
+        return EXIT_BROKEN if unfinished else EXIT_REFUSED
     finally:
-        if deploy is not None and deploy.log_handle is not None:
-            deploy.log_handle.close()
+        if deploy is not None:
+            if deploy.held is not None:
+                deploy.held.close()  # released, and nobody named in it
+            if deploy.log_handle is not None:
+                deploy.log_handle.close()
 
 
 def indented(text: str) -> str:

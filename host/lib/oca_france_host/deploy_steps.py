@@ -28,6 +28,8 @@ BEFORE_THE_RELEASE = ("preflight", "stopping", "snapshot", "restarting")
 # The steps during which the service's guard lets a start pass: the deploy's own starts.
 OWN_STARTS = ("starting", "restarting", "rolling-back", "healthy")
 LIB_DIR = Path(__file__).resolve().parent
+# git never starts its background maintenance here: it would outlive the deploy.
+GIT = ["git", "-c", "maintenance.auto=false", "-c", "gc.auto=0"]
 
 USAGE = """\
 Usage: {prog} [-R|--restore] [--wait <seconds>] <git-ref>
@@ -116,6 +118,8 @@ class Steps:
         self.step_offset = 0  # where the running step's output begins in the log
         self.state: dict[str, str] = {}
         self.prepared: Path | None = None
+        self.held: state.Held | None = None  # the lock, once taken
+        self.in_downtime = False  # from the stop on: what it runs inherits the lock
         # Where uv keeps the Pythons it installs, and which it prefers (group_data/all.py).
         os.environ["UV_PYTHON_INSTALL_DIR"] = settings["uv_python_install_dir"]
         os.environ["UV_PYTHON_PREFERENCE"] = settings["uv_python_preference"]
@@ -133,17 +137,22 @@ class Steps:
         raise Exit(status)
 
     def run(self, argv, **options) -> subprocess.CompletedProcess:
-        """A command whose output goes to the log (to ours before the log is open)."""
+        """A command whose output goes to the log (to ours before the log is open). During
+        the downtime it inherits the lock: a deploy killed alone (kill -9, the OOM killer)
+        leaves the lock held while what it ran (the update) still runs, so no repair starts
+        beside it."""
         if self.log_handle is not None and not options.get("capture"):
             options.setdefault("stdout", self.log_handle)
             options.setdefault("stderr", subprocess.STDOUT)
+        if self.in_downtime and self.held is not None:
+            options.setdefault("pass_fds", (self.held.fd,))
         return runner.run(argv, **options)
 
     def git(self, *args: str, **options) -> subprocess.CompletedProcess:
-        return self.run(["git", "-C", self.checkout, *args], **options)
+        return self.run([*GIT, "-C", self.checkout, *args], **options)
 
     def git_output(self, *args: str) -> str:
-        return runner.output(["git", "-C", self.checkout, *args])
+        return runner.output([*GIT, "-C", self.checkout, *args])
 
     def open_log(self) -> None:
         log_dir = Path(self.c["deploy_log_dir"])
@@ -157,13 +166,17 @@ class Steps:
         for old in logs[int(self.c["deploy_logs_kept"]) :]:
             old.unlink(missing_ok=True)
 
+    def note(self, text: str) -> None:
+        """Lines for the log only."""
+        if self.log_handle is not None and text.strip():
+            self.log_handle.write(text.rstrip("\n") + "\n")
+            self.log_handle.flush()
+
     def note_error(self, error: BaseException) -> None:
         """Why a step failed, in the log: a captured command's own output (PostgreSQL's
         reason...), an error of ours as one line (a command's output is already there)."""
         if isinstance(error, runner.Failed):
-            if self.log_handle is not None and error.output.strip():
-                self.log_handle.write(error.output.rstrip("\n") + "\n")
-                self.log_handle.flush()
+            self.note(error.output)
         elif not isinstance(error, StepFailed):
             self.log(f"ERROR: {type(error).__name__}: {error}")
 
@@ -377,8 +390,21 @@ class Steps:
         target = self.snapshot_dir / name
         target.mkdir(parents=True, exist_ok=True)
         (self.filestore_root / self.db).mkdir(parents=True, exist_ok=True)
-        copy_tree(self.filestore_root / self.db, target / "filestore")
+        self.copy_tree(self.filestore_root / self.db, target / "filestore")
         (target / "complete").touch()
+
+    def copy_tree(self, source: Path, target: Path) -> None:
+        """Hard links (Odoo never rewrites a filestore file: sharing them is safe and
+        instant); on another filesystem, a real copy, slower but as safe."""
+        if self.run(["cp", "-al", str(source), str(target)], check=False).returncode == 0:
+            return
+        shutil.rmtree(target, ignore_errors=True)
+        self.run(["cp", "-a", str(source), str(target)])
+
+    def copy_contents(self, source: Path, target: Path) -> None:
+        if self.run(["cp", "-al", f"{source}/.", f"{target}/"], check=False).returncode == 0:
+            return
+        self.run(["cp", "-a", f"{source}/.", f"{target}/"])
 
     def drop_snapshot(self, name: str) -> None:
         if not name:
@@ -505,18 +531,3 @@ def whoami() -> str:
     import pwd
 
     return pwd.getpwuid(os.getuid()).pw_name
-
-
-def copy_tree(source: Path, target: Path) -> None:
-    """Hard links (Odoo never rewrites a filestore file: sharing them is safe and instant);
-    on another filesystem, a real copy, slower but as safe."""
-    if runner.succeeds(["cp", "-al", str(source), str(target)]):
-        return
-    shutil.rmtree(target, ignore_errors=True)
-    runner.run(["cp", "-a", str(source), str(target)])
-
-
-def copy_contents(source: Path, target: Path) -> None:
-    if runner.succeeds(["cp", "-al", f"{source}/.", f"{target}/"]):
-        return
-    runner.run(["cp", "-a", f"{source}/.", f"{target}/"])

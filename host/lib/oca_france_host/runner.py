@@ -42,23 +42,39 @@ def run(
     stdout=None,
     stderr=None,
     env: dict[str, str] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> subprocess.CompletedProcess:
-    """Run argv; raise Failed when it fails (check). capture: its stdout as text (stderr too,
-    unless given); otherwise its output goes to `stdout`/`stderr` (default: ours)."""
+    """Run argv; raise Failed when it fails (check; without check, one that cannot start
+    returns status 127). capture: its stdout as text (stderr too, unless given); otherwise its
+    output goes to `stdout`/`stderr` (default: ours). pass_fds: descriptors it inherits."""
     command = bounded(argv, timeout)
     try:
-        done = subprocess.run(
+        process = subprocess.Popen(
             command,
             cwd=cwd,
-            input=input,
+            stdin=subprocess.PIPE if input is not None else None,
             text=True,
             stdout=subprocess.PIPE if capture else stdout,
             stderr=stderr if stderr is not None else (subprocess.PIPE if capture else None),
             env=env,
-            check=False,
+            pass_fds=pass_fds,
         )
-    except OSError as error:  # not installed, not executable
-        raise Failed(argv, 127, str(error)) from None
+    except OSError as error:  # not installed, not executable, no such directory
+        if check:
+            raise Failed(argv, 127, str(error)) from None
+        return subprocess.CompletedProcess(argv, 127, "", str(error))
+    try:
+        out, err = process.communicate(input)
+    except BaseException:
+        # Interrupted (Ctrl-C, a signal of ours): stop the command (coreutils timeout passes
+        # the TERM on), never leave it running without us.
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        raise
+    done = subprocess.CompletedProcess(command, process.returncode, out, err)
     if check and done.returncode != 0:
         output = "\n".join(part for part in (done.stdout, done.stderr) if isinstance(part, str))
         raise Failed(argv, done.returncode, output)
