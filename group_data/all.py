@@ -150,7 +150,7 @@ git_fetch_timeout_sec = 300  # a fetch that takes longer fails (exit 3): it hold
 venv_sync_timeout_sec = 1200  # a venv sync too (serving: refused; stopped: rollback; apply: fails)
 repair_lock_wait_sec = 20  # the repair waits this long for the lock (a short hold passes)
 apply_lock_wait_sec = 120  # an apply waits this long for the lock a deploy or backup holds
-apply_lock_max_sec = 3600  # the most an apply that died keeps the lock (the next replaces it)
+apply_lock_max_sec = 3600  # the most an apply's hold lasts (it ends with the apply's session)
 deploy_ref_pattern = ""  # regex every deployed ref must match ("" = any ref)
 
 # --- Backups (tasks/backups.py): daily, while the site serves, kept grandfather-father-son

@@ -162,10 +162,13 @@ def hold_instance_lock(program: str, user: str, wait: int, max_sec: int):
 def release_instance_lock():
     """The apply's hold released: deploys, backups and repairs may run again."""
     if host.state.is_executing:
-        host.run_shell_command(
-            StringCommand(f"systemctl stop {APPLY_LOCK_UNIT} 2>/dev/null || true"),
+        unit = APPLY_LOCK_UNIT
+        ok, _ = host.run_shell_command(
+            StringCommand(f"systemctl is-active --quiet {unit} && systemctl stop {unit}"),
             **as_login_sudo(),
         )
+        if not ok:  # ended before the apply did (apply_lock_max_sec): say so
+            host.log(f"the instance's lock had already been released ({unit} was not running)")
     host.noop(f"the instance's lock is released ({APPLY_LOCK_UNIT} stopped)")
     return
     yield
@@ -205,8 +208,8 @@ STAGED_SUFFIX = ".pyinfra-new"
 def renamed_into_place(commands):
     """An operation's commands, each file upload going to a staged name beside its
     destination and then renamed over it. pyinfra writes an upload into the file itself: a
-    reader at that moment (a timer's program reading host.json, bash running a script it is
-    being rewritten under) would see half a file. A rename gives it the old file or the new.
+    reader at that moment (a timer's program reading host.json, a program starting while its
+    files are rewritten) would see half a file. A rename gives it the old file or the new.
 
     Through sudo, pyinfra uploads to a temporary file first: it is made 0600 by the login user
     before any byte goes in (pyinfra then lets the operation's sudo user, if any, read it), and

@@ -38,7 +38,8 @@ def latest_and_last(settings: dict) -> tuple[str, str] | None:
     two git fetches at once can fail on ref locks."""
     checkout, branch = settings["oca_france_dir"], settings["oca_france_branch"]
     try:
-        held = state.take(settings["deploy_lock_file"], 0, say=False, who="odoo-auto-deploy")
+        # 2 s: past an apply's or a status's look at the lock (deploy --activity), not more.
+        held = state.take(settings["deploy_lock_file"], 2, say=False, who="odoo-auto-deploy")
     except state.LockBusy:
         return None
     with held:

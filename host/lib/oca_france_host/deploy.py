@@ -695,7 +695,8 @@ class Deploy(Steps):
         if state.unfinished(self.state_file) is None:
             return
         try:
-            self.held = state.take(self.lock_file, 0, say=False, who="deploy --guard")
+            # 2 s: past a look at the lock (deploy --activity), not past a running deploy.
+            self.held = state.take(self.lock_file, 2, say=False, who="deploy --guard")
         except state.LockBusy:
             found = state.unfinished(self.state_file) or {}
             if found.get("step", "") in OWN_STARTS or not found:

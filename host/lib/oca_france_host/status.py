@@ -53,9 +53,10 @@ def disk_usage(path: Path) -> int:
     return int(out.split()[0]) if out else 0
 
 
-def newest(directory: str) -> tuple[Path, dict] | None:
-    """The newest complete backup in `directory`, with its manifest ({} if it is invalid)."""
-    found = backups.newest(Path(directory))
+def newest(directory: str, database: str | None = None) -> tuple[Path, dict] | None:
+    """The newest complete backup in `directory` (of `database`), with its manifest ({} if it
+    is invalid): backups.py's one rule, as the backup and the transfer ask it."""
+    found = backups.newest(Path(directory), database)
     if found is None:
         return None
     try:
@@ -162,7 +163,7 @@ def report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[str, str]
     if active != "active" or healthy != "ok":
         flags.append(("service", f"{service} is {active}, health {healthy}"))
     if c["backup_enabled"]:
-        found = newest(c["backup_dir"])
+        found = newest(c["backup_dir"], c["odoo_db_name"])
         if found is None:
             lines.append("last backup:      none")
             flags.append(("backup age", f"no backup in {c['backup_dir']}"))
