@@ -626,7 +626,9 @@ class Deploy(Steps):
         the lock (a short hold, odoo-auto-deploy's fetch each minute, is waited for)."""
         held = state.is_held(self.lock_file)
         deadline = time.monotonic() + 10
-        while held and time.monotonic() < deadline:
+        while held and time.monotonic() < deadline:  # a short hold passes; an apply's not
+            if state.holder(self.lock_file).startswith(APPLY_HOLDER):
+                break
             time.sleep(0.5)
             held = state.is_held(self.lock_file)
         found = state.unfinished(self.state_file)  # after the wait: a deploy may have ended
