@@ -300,12 +300,12 @@ def alert_vars(data) -> dict:
     return {
         "bin_dir": host_bin_dir(data),
         "calendar": data.check_calendar,
-        "smtp": {
-            "host": data.alert_smtp_host,
-            "port": data.alert_smtp_port,
-            "tls": data.alert_smtp_tls,
-            "from": data.alert_email_from,
-            "user": data.alert_smtp_user,
+        "smtp": {  # relay_*: "host" and "user" are the template operations' own words
+            "relay_host": data.alert_smtp_host,
+            "relay_port": data.alert_smtp_port,
+            "relay_tls": data.alert_smtp_tls,
+            "relay_from": data.alert_email_from,
+            "relay_user": data.alert_smtp_user,
         },
     }
 
@@ -382,7 +382,7 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
         password = getattr(data, "alert_smtp_password", None)
         files["alerts-msmtprc.j2"] = (
             alert_msmtp_config(data),
-            {**alerts["smtp"], "password": password.value if password else None},
+            {**alerts["smtp"], "relay_password": password.value if password else None},
         )
     if data.alert_webhook:
         files["alerts-webhook.j2"] = (

@@ -763,3 +763,15 @@ def test_an_alert_channel_set_half_way_is_refused_before_any_change(data, messag
     inventory = load_inventory(TEST_SECRETS, {**TEST_TRANSFER_DATA, **data})
     with pytest.raises(DeployError, match=re.escape(message)):
         rendered_files(release_data(inventory, "oca-france-prod", "debian-12"))
+
+
+def test_no_templates_variable_shadows_the_install_operations_own_arguments(alerting):
+    """install_template passes a template's variables beside its own keywords (and pyinfra's
+    `host`): a variable of the same name would break the apply."""
+    own = {"host", "name", "src", "dest", "user", "group", "mode", "template", "holds_secrets"}
+    for name, data in (
+        ("oca-france-recette", release_data(alerting, "oca-france-recette", "debian-13")),
+        ("oca-france-prod", release_data(alerting, "oca-france-prod", "debian-12")),
+    ):
+        for template, (_, variables) in rendered_files(data).items():
+            assert not own & set(variables), (name, template, own & set(variables))
