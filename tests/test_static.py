@@ -733,6 +733,7 @@ def test_the_alerts_secrets_go_to_root_only_files_and_nowhere_else(alerting):
     assert 'password "test-smtp-\\"pass\\\\word-91d3"' in msmtprc
     assert "\ntls on\n" in msmtprc and "\ntls_starttls on\n" in msmtprc
     assert "\nhost relay.test\n" in msmtprc and '\nuser "alerts@test"\n' in msmtprc
+    assert "\nauth on\n" in msmtprc  # TLS: the relay's best method
     assert render(prod, "alerts-webhook.j2") == "https://hooks.test/token-5e8b\n"
     config = files["host.json.j2"][1]["config"]
     assert config["alert_msmtp_config"] == "/etc/oca-france/alerts-msmtprc"
