@@ -85,7 +85,15 @@ class Alerts:
     password: str
 
     def mails(self) -> list[str]:
-        return [str(message) for message in mailbox.Maildir(self.maildir, create=False)]
+        """Every message, oldest first (a Maildir lists in no order: by its names' times)."""
+        box = mailbox.Maildir(self.maildir, create=False)
+
+        def delivered(key: str) -> tuple[int, int]:
+            seconds, rest = key.split(".", 1)
+            micro = re.search(r"M(\d+)", rest)
+            return int(seconds), int(micro.group(1)) if micro else 0
+
+        return [str(box[key]) for key in sorted(box.keys(), key=delivered)]
 
     def wait(self, mails: int, posts: int, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
