@@ -263,6 +263,8 @@ def test_recette_has_the_deploy_timers_and_prod_the_backup_only(recette, prod):
         "odoo-backup-transfer.service",
         "odoo-backup.service",
         "odoo-backup.timer",
+        "odoo-check.service",
+        "odoo-check.timer",
         "odoo-deploy-boot-repair.service",
         "odoo-deploy-repair.service",
         "odoo-deploy-repair.timer",
