@@ -142,21 +142,30 @@ def test_the_lock_is_not_inherited_by_what_a_holder_starts(deployed):
     assert json.loads(after.stdout)["held_by"] is None
 
 
-def test_the_applys_hold_is_taken_like_the_others_and_released_when_stopped(deployed):
+def apply_hold(host, *args: str) -> tuple[subprocess.Popen, dict]:
+    """deploy --apply-lock started as the apply starts it, once it holds the lock; and what
+    deploy --activity then says."""
     holder = subprocess.Popen(
-        [str(BIN / "deploy"), "--apply-lock", "5"],
-        env=deployed.env(),
+        [str(BIN / "deploy"), "--apply-lock", "5", *args],
+        env=host.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    deadline = time.monotonic() + 20
+    while True:
+        found = json.loads(host.run("deploy", "--activity").stdout)
+        if found["held_by"]:
+            return holder, found
+        if time.monotonic() > deadline:
+            holder.kill()
+            pytest.fail("the hold was never taken")
+        time.sleep(0.2)
+
+
+def test_the_applys_hold_is_taken_like_the_others_and_released_when_stopped(deployed):
+    holder, found = apply_hold(deployed)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            found = json.loads(deployed.run("deploy", "--activity").stdout)
-            if found["held_by"]:
-                break
-            time.sleep(0.2)
         assert found["held_by_apply"] and found["held_by"].startswith("apply (pid ")
         refused = deployed.run("deploy", "origin/18.0")
         assert refused.returncode == 2
@@ -216,18 +225,8 @@ def test_the_lock_names_its_holder_only_while_held(deployed):
 def test_the_applys_hold_ends_with_the_applys_session(deployed):
     """An apply that dies (its SSH session gone) leaves no lock: the hold watches it."""
     session = subprocess.Popen(["sleep", "60"])
-    holder = subprocess.Popen(
-        [str(BIN / "deploy"), "--apply-lock", "5", "--while-pid", str(session.pid)],
-        env=deployed.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    holder, _ = apply_hold(deployed, "--while-pid", str(session.pid))
     try:
-        deadline = time.monotonic() + 20
-        while not json.loads(deployed.run("deploy", "--activity").stdout)["held_by"]:
-            assert time.monotonic() < deadline, "the hold was never taken"
-            time.sleep(0.2)
         session.kill()
         session.wait()
         out, err = holder.communicate(timeout=20)

@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
-from oca_france_host import backups, config, state
+from oca_france_host import backups, config, programs, state
 
 
 def log(message: str) -> None:
@@ -120,9 +119,9 @@ def prune(production_data: Path, kept: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if argv:
-        print(__doc__.strip(), file=sys.stderr)
-        return 0 if argv[0] in ("-h", "--help") else 2
+    refused = programs.refused_arguments(argv, __doc__)
+    if refused is not None:
+        return refused
     settings = config.load()
     incoming = Path(settings["incoming_dir"])
     production_data = Path(settings["production_data_dir"])

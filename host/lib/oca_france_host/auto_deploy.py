@@ -7,11 +7,10 @@ against HEAD, so a manual deploy of another ref on recette is not undone a minut
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
-from oca_france_host import config, runner, state
+from oca_france_host import config, programs, runner, state
 
 EXIT_REFUSED = 2  # the deploy's: refused, nothing touched (try again later)
 
@@ -90,12 +89,9 @@ def schedule_retry(settings: dict, commit: str) -> None:
 
 def main(argv: list[str]) -> int:
     settings = config.load()
-    if argv:
-        if argv[0] in ("-h", "--help"):
-            print(usage(settings))
-            return 0
-        print(usage(settings), file=sys.stderr)
-        return 2
+    refused = programs.refused_arguments(argv, usage(settings))
+    if refused is not None:
+        return refused
     os.chdir("/")  # sudo keeps the caller's directory, which odoo may not be allowed to read
     branch = settings["oca_france_branch"]
     try:

@@ -24,7 +24,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from oca_france_host import backups, config, prune, runner, state
+from oca_france_host import backups, config, programs, prune, runner, state
 
 
 class Stopped(Exception):
@@ -153,12 +153,9 @@ def stop_on(signum: int, _frame) -> None:
 
 def main(argv: list[str]) -> int:
     settings = config.load()
-    if argv:
-        if argv[0] in ("-h", "--help"):
-            print(usage(settings))
-            return 0
-        print(usage(settings), file=sys.stderr)
-        return 2
+    refused = programs.refused_arguments(argv, usage(settings))
+    if refused is not None:
+        return refused
     os.chdir("/")
     # Stopped (systemctl stop, SIGTERM at shutdown): the partial directory goes too.
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -9,18 +9,17 @@ lasts. (A failed unit alerts on its own: OnFailure=.)
 from __future__ import annotations
 
 import os
-import sys
 
-from oca_france_host import config, notify, status
+from oca_france_host import config, notify, programs, status
 
 STATE = "check.json"
 
 
 def main(argv: list[str]) -> int:
     c = config.load()
-    if argv:
-        print(__doc__.strip(), file=sys.stdout if argv[0] in ("-h", "--help") else sys.stderr)
-        return 0 if argv[0] in ("-h", "--help") else 2
+    refused = programs.refused_arguments(argv, __doc__)
+    if refused is not None:
+        return refused
     os.chdir("/")
     _, flags = status.report(c, units=False)
     now = dict(flags)

@@ -102,9 +102,9 @@ def send_webhook(c: dict, subject: str, body: str, fields: dict) -> str | None:
 def channels(c: dict) -> list[str]:
     """The channels set on this host."""
     found = []
-    if c.get("alert_msmtp_config") and c.get("alert_email_to"):
+    if c["alert_msmtp_config"] and c["alert_email_to"]:
         found.append("e-mail")
-    if c.get("alert_webhook_file"):
+    if c["alert_webhook_file"]:
         found.append("webhook")
     return found
 
@@ -174,12 +174,12 @@ def journal_tail(unit: str) -> str:
 
 
 def failed(c: dict, unit: str, result: str) -> int:
-    job = c.get("ping_units", {}).get(unit)
+    job = c["ping_units"].get(unit)
     if job:
         ping(c, job, "fail")
     restarts = unit_property(unit, "Restart") not in ("", "no")
     if restarts and channels(c):  # an incident begins with an alert actually sent
-        window = int(c.get("alert_repeat_window_min", 60)) * 60
+        window = int(c["alert_repeat_window_min"]) * 60
         last = recorded(c, f"unit-{unit}.json").get("epoch", 0)
         if time.time() - last < window:
             log(
@@ -205,7 +205,7 @@ def failed(c: dict, unit: str, result: str) -> int:
 
 
 def ping(c: dict, job: str, kind: str) -> int:
-    url = c.get("ping_urls", {}).get(job)
+    url = c["ping_urls"].get(job)
     if not url:
         return 0
     suffix = {"start": "/start", "success": "", "fail": "/fail"}[kind]

@@ -23,6 +23,16 @@ PROGRAMS = {
 }
 
 
+def refused_arguments(argv: list[str], usage: str) -> int | None:
+    """For a program that takes none: None when there are none (go on); else its exit status,
+    its usage said (asked with -h/--help: on stdout, 0; anything else: on stderr, 2)."""
+    if not argv:
+        return None
+    asked = argv[0] in ("-h", "--help")
+    print(usage.strip(), file=sys.stdout if asked else sys.stderr)
+    return 0 if asked else 2
+
+
 def run(name: str, argv: list[str]) -> int:
     module = PROGRAMS.get(name)
     if module is None:

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from oca_france_host import config, state
+from oca_france_host import config, programs, state
 
 BLOCK = 4096  # what a file or a directory takes at least: many small files add up too
 POLL_SEC = 1.0
@@ -132,9 +132,9 @@ def incoming_limit(settings: dict) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if argv:
-        print(__doc__.strip(), file=sys.stderr)
-        return 0 if argv[0] in ("-h", "--help") else 2
+    refused = programs.refused_arguments(argv, __doc__)
+    if refused is not None:
+        return refused
     settings = config.load()
     incoming = Path(config.value(settings, "incoming_dir"))
     limit = incoming_limit(settings)

@@ -19,12 +19,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from oca_france_host import backups, config, receive, state
+from oca_france_host import backups, config, programs, receive, state
 
 INCOMING_FULL = 0.8  # incoming/ this full: a production that grows will soon be refused
 
@@ -114,9 +113,9 @@ def disk_lines(c: dict) -> tuple[list[str], list[tuple[str, str]]]:
     """Each watched filesystem's use (PostgreSQL's data, odoo's home...), flagged over
     disk_alert_percent."""
     lines, flags = [], []
-    threshold = c.get("disk_alert_percent", 85)
+    threshold = c["disk_alert_percent"]
     seen = set()
-    for path in c.get("disk_watched_paths", []):
+    for path in c["disk_watched_paths"]:
         try:
             usage = shutil.disk_usage(path)
             device = os.stat(path).st_dev
@@ -142,7 +141,7 @@ def last_alert(c: dict) -> str:
     """The last alert this host sent (notify.py records it), or "none"."""
     try:
         sent = json.loads((Path(c["alert_state_dir"]) / "last-alert.json").read_text())
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError):
         return "none"
     return f"{sent.get('time')}: {sent.get('subject')} ({sent.get('delivered')})"
 
@@ -242,9 +241,9 @@ def report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[str, str]
 
 
 def main(argv: list[str]) -> int:
-    if argv:
-        print(__doc__.strip(), file=sys.stderr)
-        return 0 if argv[0] in ("-h", "--help") else 2
+    refused = programs.refused_arguments(argv, __doc__)
+    if refused is not None:
+        return refused
     lines, flags = report(config.load())
     for line in lines:
         print(line)

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from oca_france_host import backups, config, runner
+from oca_france_host import backups, config, programs, runner
 
 
 class Failed(Exception):
@@ -110,14 +110,11 @@ def transfer(settings: dict) -> None:
 
 def main(argv: list[str]) -> int:
     settings = config.load()
-    if argv:
-        if argv[0] in ("-h", "--help"):
-            print(usage(settings))
-            return 0
-        print(usage(settings), file=sys.stderr)
-        return 2
+    refused = programs.refused_arguments(argv, usage(settings))
+    if refused is not None:
+        return refused
     os.chdir("/")
-    retries = int(settings.get("backup_transfer_retries", 0))
+    retries = int(settings["backup_transfer_retries"])
     for attempt in range(retries + 1):
         try:
             transfer(settings)
@@ -125,7 +122,7 @@ def main(argv: list[str]) -> int:
         except (Failed, runner.Failed, OSError) as error:
             log(f"ERROR: {error}", error=True)
         if attempt < retries:  # recette away, a network cut: tried again, bounded
-            wait = int(settings.get("backup_transfer_retry_sec", 0))
+            wait = int(settings["backup_transfer_retry_sec"])
             log(f"try {attempt + 2} of {retries + 1} in {wait} s (backup_transfer_retry_sec)")
             time.sleep(wait)
     return 1
