@@ -64,9 +64,11 @@ def newest(directory: str, database: str | None = None) -> tuple[Path, dict] | N
         return found, {}
 
 
-def git(checkout: str, *args: str) -> str:
-    # Run by root (make status), git would refuse a checkout odoo owns.
-    return run("git", "-c", f"safe.directory={checkout}", "-C", checkout, *args)
+def git(c: dict, *args: str) -> str:
+    """git in the app's checkout, as its owner: root (make status, odoo-check every 15
+    minutes) never runs git on a repository odoo controls, whose config can name programs."""
+    owner = ["runuser", "-u", c["odoo_user"], "--"] if os.getuid() == 0 else []
+    return run(*owner, "git", "-C", c["oca_france_dir"], *args)
 
 
 def error_line(unit: str) -> str:
@@ -153,8 +155,8 @@ def report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[str, str]
     now = datetime.now().astimezone()
     lines: list[str] = []
     flags: list[tuple[str, str]] = []
-    commit = git(c["oca_france_dir"], "rev-parse", "HEAD")
-    tag = git(c["oca_france_dir"], "describe", "--tags", "--exact-match", "HEAD")
+    commit = git(c, "rev-parse", "HEAD")
+    tag = git(c, "describe", "--tags", "--exact-match", "HEAD")
     lines.append(f"deployed:         {tag or '(no tag)'} {commit[:12] or '(no checkout)'}")
     active = run("systemctl", "is-active", service) or "inactive"
     healthy = health(c["health_url"])
