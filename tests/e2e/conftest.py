@@ -344,6 +344,12 @@ def wait_unit_done(host, unit: str, previous_invocation: str, timeout: float = 1
     pytest.fail(f"{unit} did not run within {timeout}s")
 
 
+def power_cut_and_boot(name: str) -> None:
+    """Every process of the container killed at once, as a power cut would; then booted."""
+    subprocess.run(["bash", str(SANDBOX_SCRIPT), "power-cut", name], check=True, timeout=120)
+    subprocess.run(["bash", str(SANDBOX_SCRIPT), "up"], check=True, timeout=300)
+
+
 def run_backup(prod, recette=None):
     """Start odoo-backup.service as odoo (polkit lets it start its own units) and wait; then
     for the transfer it triggers, and recette's acceptance when `recette` is given."""

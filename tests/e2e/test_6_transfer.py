@@ -31,6 +31,7 @@ from .conftest import (
     main_pid,
     make_dump_from_the_future,
     neutralization,
+    power_cut_and_boot,
     psql,
     run_backup,
     unit_invocation,
@@ -38,6 +39,8 @@ from .conftest import (
 )
 
 RECETTE_ADDRESS = "10.231.1.2"
+# systemd's record of when the weekly refresh timer last fired (what Persistent= reads).
+WEEKLY_STAMP = "/var/lib/systemd/timers/stamp-odoo-weekly-deploy.timer"
 KEY = "/etc/oca-france/backup-transfer"
 # prod's transfer key and pinned host key, as the transfer script uses them.
 SSH = (
@@ -132,10 +135,19 @@ def test_refresh_from_production_end_to_end(sandbox, recette, prod):
     assert backup_dirs(recette, PRODUCTION_DATA)[-1] == newest  # verified and accepted
     assert not recette.file(f"{INCOMING}/manifest.json").exists  # consumed
 
-    result = recette.run("systemctl start odoo-weekly-deploy.service")
-    assert result.rc == 0, recette.check_output(
-        "journalctl -u odoo-weekly-deploy.service -o cat --no-pager -n 30"
+    # Recette was off at Monday's slot: its timer last fired 8 days ago (systemd's own stamp),
+    # and the container boots now. The refresh runs at boot (Persistent=true), not next week.
+    refresh = "odoo-weekly-deploy.service"
+    recette.check_output(
+        f"systemctl stop odoo-weekly-deploy.timer && touch -d '8 days ago' {WEEKLY_STAMP}"
     )
+    power_cut_and_boot(RECETTE)
+    result = wait_unit_done(recette, refresh, "", timeout=300)
+    assert result == "success", recette.check_output(
+        f"journalctl -u {refresh} -o cat --no-pager -n 30"
+    )
+    # A new invocation since the boot (systemd forgets earlier ones), and the slot recorded.
+    assert recette.check_output(f"find {WEEKLY_STAMP} -mmin -10")  # the missed slot is caught up
     assert login_page_ok(sandbox, RECETTE)
     company = "SELECT name FROM res_company ORDER BY id LIMIT 1"
     assert psql(recette, DB[RECETTE], company) == "Refreshed from production SA"

@@ -22,12 +22,12 @@ from .conftest import (
     INCOMING,
     PROD,
     RECETTE,
-    SANDBOX_SCRIPT,
     USERS_SSH_CONFIG,
     deploy,
     head,
     main_pid,
     neutralization,
+    power_cut_and_boot,
     psql,
     run_backup,
     unit_invocation,
@@ -139,12 +139,6 @@ def test_killed_during_update_the_periodic_check_repairs(sandbox, recette):
         "repaired",
         "odoo-deploy-repair",
     )
-
-
-def power_cut_and_boot(name: str) -> None:
-    """Every process of the container killed at once, as a power cut would; then booted."""
-    subprocess.run(["bash", str(SANDBOX_SCRIPT), "power-cut", name], check=True, timeout=120)
-    subprocess.run(["bash", str(SANDBOX_SCRIPT), "up"], check=True, timeout=300)
 
 
 STARTS = "/var/tmp/odoo-starts.log"
