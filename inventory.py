@@ -1,4 +1,5 @@
-"""The two OCA France hosts, by SSH alias (resolved through ~/.ssh/config, see README).
+"""The OCA France hosts (recette, prod, the off-site backup host), by SSH alias (resolved
+through ~/.ssh/config, see README).
 
 Secrets are read here, from the environment or the git-ignored `.env`, and attached to the
 group that needs them. A run that applies deploy.py to one environment (`--limit recette`)
@@ -21,9 +22,15 @@ if DOTENV.exists() and DOTENV.stat().st_mode & 0o077:
 load_dotenv(DOTENV)
 
 # Secrets each environment needs: group data key -> environment variable.
+# The borg repository's passphrase: prod encrypts with it, the backup host prunes and checks.
+BORG_PASSPHRASE = "ODOO_OCA_FRANCE_BORG_PASSPHRASE"
 SECRETS = {
     "recette": {"odoo_admin_password": "ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE"},
-    "prod": {"odoo_admin_password": "ODOO_OCA_FRANCE_ADMIN_PASSWORD_PROD"},
+    "prod": {
+        "odoo_admin_password": "ODOO_OCA_FRANCE_ADMIN_PASSWORD_PROD",
+        "offsite_passphrase": BORG_PASSPHRASE,
+    },
+    "backup": {"offsite_passphrase": BORG_PASSPHRASE},
 }
 
 
@@ -91,35 +98,73 @@ def secrets_for(group: str, targeted: set[str]) -> dict:
     return data
 
 
-# The key pair prod sends its backups to recette with, used for nothing else: prod gets the
-# private key, recette lets its public key (the ".pub" beside it) deliver backups, nothing more.
-TRANSFER_KEY_VARIABLE = "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE"
-TRANSFER_KEY_HOWTO = (
-    "create it with `ssh-keygen -t ed25519 -N '' -C oca-france-backup-transfer"
-    " -f ~/.ssh/oca-france-backup-transfer` and set its path in .env (see .env.template)"
-)
+class KeyPair:
+    """A key pair made for one job, its private key's path in .env: the sending host gets the
+    private key (a Secret), the receiving host the public key (the ".pub" beside it)."""
 
+    def __init__(self, variable, comment, private_group, public_group, private_key, public_key):
+        self.variable, self.comment = variable, comment
+        self.groups = {private_group: private_key, public_group: public_key}
+        self.private_group = private_group
 
-def transfer_key_for(group: str, targeted: set[str]) -> dict:
-    """prod: the private key (a Secret); recette: the public key. Required when targeted."""
-    path = os.environ.get(TRANSFER_KEY_VARIABLE, "")
-    wanted = Path(path).expanduser() if group == "prod" else Path(f"{path}.pub").expanduser()
-    if not path or not wanted.is_file():
-        if group not in targeted:
-            return {}
-        problem = f"{wanted} does not exist" if path else f"{TRANSFER_KEY_VARIABLE} is not set"
-        raise MissingSecret(
-            f"Missing the backup transfer key (needed for {group}): {problem};"
-            f" {TRANSFER_KEY_HOWTO}."
+    def howto(self) -> str:
+        return (
+            f"create it with `ssh-keygen -t ed25519 -N '' -C {self.comment}"
+            f" -f ~/.ssh/{self.comment}` and set its path in .env (see .env.template)"
         )
-    if group == "prod":
-        return {"backup_transfer_private_key": Secret(TRANSFER_KEY_VARIABLE, wanted.read_text())}
-    return {"backup_transfer_public_key": wanted.read_text().strip()}
+
+    def data_for(self, group: str, targeted: set[str]) -> dict:
+        """The group's half of the pair (none for another group); required when targeted."""
+        if group not in self.groups:
+            return {}
+        path = os.environ.get(self.variable, "")
+        private = group == self.private_group
+        wanted = Path(path).expanduser() if private else Path(f"{path}.pub").expanduser()
+        if not path or not wanted.is_file():
+            if group not in targeted:
+                return {}
+            problem = f"{wanted} does not exist" if path else f"{self.variable} is not set"
+            raise MissingSecret(
+                f"Missing the {self.comment} key (needed for {group}): {problem}; {self.howto()}."
+            )
+        if private:
+            return {self.groups[group]: Secret(self.variable, wanted.read_text())}
+        return {self.groups[group]: wanted.read_text().strip()}
+
+
+# prod sends its backups to recette with one (recette lets it deliver backups, nothing more),
+# and pushes them to the backup host with another (which may only append to its repository).
+KEY_PAIRS = [
+    KeyPair(
+        "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE",
+        "oca-france-backup-transfer",
+        "prod",
+        "recette",
+        "backup_transfer_private_key",
+        "backup_transfer_public_key",
+    ),
+    KeyPair(
+        "OCA_FRANCE_OFFSITE_KEY_FILE",
+        "oca-france-offsite",
+        "prod",
+        "backup",
+        "offsite_private_key",
+        "offsite_public_key",
+    ),
+]
+
+
+def group_data(group: str, targeted: set[str]) -> dict:
+    """A group's secrets and its halves of the key pairs."""
+    data = secrets_for(group, targeted)
+    for pair in KEY_PAIRS:
+        data.update(pair.data_for(group, targeted))
+    return data
 
 
 # Host names are SSH aliases. OCA_SSH_CONFIG points pyinfra at another SSH config (the local
 # sandbox does so); real hosts use the user's ~/.ssh/config.
-HOSTS = {"recette": "oca-france-recette", "prod": "oca-france-prod"}
+HOSTS = {"recette": "oca-france-recette", "prod": "oca-france-prod", "backup": "oca-france-backup"}
 _connection = {}
 if os.environ.get("OCA_SSH_CONFIG"):
     _connection = {
@@ -128,11 +173,6 @@ if os.environ.get("OCA_SSH_CONFIG"):
     }
 
 _targeted = targeted_groups(sys.argv) if applies(sys.argv) else set()
-recette = (
-    [(HOSTS["recette"], dict(_connection))],
-    {**secrets_for("recette", _targeted), **transfer_key_for("recette", _targeted)},
-)
-prod = (
-    [(HOSTS["prod"], dict(_connection))],
-    {**secrets_for("prod", _targeted), **transfer_key_for("prod", _targeted)},
-)
+recette = ([(HOSTS["recette"], dict(_connection))], group_data("recette", _targeted))
+prod = ([(HOSTS["prod"], dict(_connection))], group_data("prod", _targeted))
+backup = ([(HOSTS["backup"], dict(_connection))], group_data("backup", _targeted))

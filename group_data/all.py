@@ -186,6 +186,28 @@ production_data_incoming_lock_wait_sec = 900  # a transfer waits this long for a
 # (-munge: symlinks sent are made harmless)
 production_data_receive_command = ["/usr/bin/rrsync", "-wo", "-munge"]
 
+# --- Off-site copies: prod pushes each new backup into a BorgBackup repository on the backup
+# host (tasks/offsite.py), encrypted on prod (repokey-blake2), through a key that can only
+# append (borg serve --append-only); the backup host prunes it (tasks/backup_host.py). The key
+# pair: OCA_FRANCE_OFFSITE_KEY_FILE in .env; the passphrase: ODOO_OCA_FRANCE_BORG_PASSPHRASE.
+offsite_enabled = False  # push each new backup to the backup host (prod)
+offsite_host = None  # the backup host's address as prod reaches it: required for the push
+offsite_port = 22  # its SSH port
+# its SSH host key, pinned on prod ("ssh-ed25519 AAAA...", from the backup host's
+# /etc/ssh/ssh_host_ed25519_key.pub): prod trusts no other key, and never on first use.
+offsite_host_key = None
+offsite_user = "borg"  # the backup host's account owning the repositories (no other use)
+offsite_home = "/srv/borg"  # its home: the repositories, nothing else
+offsite_repository = f"{offsite_home}/oca-france-prod"  # prod's repository there
+offsite_compression = "zstd,3"  # borg create --compression (the dump compresses well)
+offsite_push_retry_sec = 1200  # a failed push is tried again this much later...
+offsite_push_retries = 4  # ... at most this many times (then its unit fails, and alerts)
+offsite_prune_calendar = "*-*-* 11:00:00"  # the backup host's guarded prune and compact
+offsite_keep_daily = 14  # archives kept by the backup host: one per day for N days...
+offsite_keep_weekly = 8  # ... then per week...
+offsite_keep_monthly = 12  # ... then per month (dedup makes more cheap)
+offsite_max_age_hours = 36  # the newest archive older than this: flagged, and prune refuses
+
 # --- Alerts (tasks/alerts.py): a failed unit, a full disk, an old backup, told to the
 # operators through each channel set here (none by default: the journal only)
 alert_email_to = []  # recipients of the alerts ([] = no e-mail)
@@ -203,13 +225,14 @@ disk_alert_percent = 85  # a watched filesystem this full is flagged, and alerte
 disk_watched_paths = [postgresql_data_root, odoo_home]  # ... the filesystems holding these
 # Dead man's switch per job (healthchecks.io's convention: <url>/start, <url>, <url>/fail):
 # the service expecting the pings notices a job that never runs. None: no ping.
-ping_urls = {"backup": None, "transfer": None, "refresh": None}
+ping_urls = {"backup": None, "transfer": None, "refresh": None, "offsite": None}
 
 # --- Status (make status): what gets flagged
 status_backup_max_age_hours = 36  # prod: newest backup older than this
 status_production_data_max_age_days = 8  # recette: production data in use older than this
 
 # --- Automation
+backup_host = False  # the off-site backup host (group_data/backup.py): borg, no Odoo
 recette_automation = False  # auto-deploy on branch moves and weekly production refresh
 fail2ban_enabled = True  # fail2ban on sshd
 auto_deploy_calendar = "*-*-* *:*:00"  # when the recette checks whether the branch moved

@@ -4,7 +4,6 @@ pyinfra creates the checkout once; moving it to another release is the deploy sc
 """
 
 import shlex
-from pathlib import Path
 
 from pyinfra import host
 from pyinfra.facts.files import Directory
@@ -12,9 +11,9 @@ from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from tasks.commands import odoo_command, uv_env, venv_check_command, venv_sync_command
+from tasks.host_programs import install_host_programs
 from tasks.paths import (
     deploy_log_dir,
-    host_config_file,
     host_program,
     production_data_dir,
     snapshot_dir,
@@ -22,7 +21,6 @@ from tasks.paths import (
 from tasks.render import REPAIR_UNITS, REPAIR_UNITS_ENABLED
 from tasks.settings import checked_addons_subdirs
 from tasks.util import (
-    atomic_sync,
     command_succeeds,
     database_exists,
     hold_instance_lock,
@@ -36,20 +34,12 @@ data = host_data()
 odoo = data.odoo_user
 as_odoo = {"_sudo": True, "_sudo_user": odoo}
 checkout = data.oca_france_dir
-HOST_DIR = Path(__file__).resolve().parent.parent / "host"
 LEGACY_FILES = [
     f"{data.odoo_home}/.odoorc",
     f"{data.odoo_home}/.ssh/authorized_keys",
     f"{data.odoo_home}/.ssh/backup-transfer",
     f"{data.odoo_home}/.ssh/backup-transfer.known_hosts",
 ]
-
-# The host programs and their config: root-owned all the way up, outside odoo's home, so that
-# nothing root writes can be redirected by odoo (pyinfra follows links).
-for path in (data.host_programs_dir, data.host_config_dir):
-    files.directory(
-        name=f"Create {path} (root-owned)", path=path, user="root", group="root", mode="755"
-    )
 
 # The layout before the root-owned one: root wrote odoo's ~/scripts (a root-owned directory
 # odoo could move aside), ~/.odoorc and ~/.ssh's keys. Gone, each removed as its owner.
@@ -134,28 +124,8 @@ if addons_subdirs:
         ),
     )
 
-# After the checks above, the programs beside their config: a refused apply changes
-# neither, and never leaves new programs with an old config.
-for part, mode in (("bin", "755"), ("lib", "644")):
-    # One rename a file: a program starting then reads the old file or the new one.
-    atomic_sync(
-        name=f"Install the host programs' {part}/ ({data.host_programs_dir}/{part})",
-        src=str(HOST_DIR / part),
-        dest=f"{data.host_programs_dir}/{part}",
-        user="root",
-        group="root",
-        mode=mode,
-        dir_mode="755",
-        delete=True,
-        exclude=["*.pyc"],
-        exclude_dir=["__pycache__"],
-    )
-
-# After the checks above: a refused apply writes no config.
-install_template(
-    name=f"Write the host programs' config ({host_config_file(data)})",
-    template="host.json.j2",
-)
+# After the checks above: a refused apply changes neither the programs nor their config.
+install_host_programs(data)
 
 # From here on, the apply changes what a deploy also changes (the venv, the server config, the
 # service): it holds the instance's lock as a deploy would, until the end (deploy.py).

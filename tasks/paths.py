@@ -22,9 +22,14 @@ def host_config_file(data) -> str:
     return f"{data.host_config_dir}/host.json"
 
 
-def authorized_keys_file(data) -> str:
-    """recette: the keys sshd accepts for odoo beside its own, in a file odoo cannot change."""
-    return f"{data.host_config_dir}/authorized_keys/{data.odoo_user}"
+def authorized_keys_dir(data) -> str:
+    """The keys sshd accepts for a user beside their own, root's, in files they cannot change:
+    recette's for odoo (prod's transfer key), the backup host's for borg (prod's push key)."""
+    return f"{data.host_config_dir}/authorized_keys"
+
+
+def authorized_keys_file(data, user: str) -> str:
+    return f"{authorized_keys_dir(data)}/{user}"
 
 
 def odoo_url(data) -> str:
@@ -115,3 +120,35 @@ def alert_msmtp_config(data) -> str:
 def alert_webhook_file(data) -> str:
     """The alerts' webhook URL, a secret (a token in it): root's alone."""
     return f"{data.host_config_dir}/alerts-webhook"
+
+
+def offsite_key_file(data) -> str:
+    """prod: the private key it pushes to the backup host with, used for nothing else
+    (root:odoo 0640)."""
+    return f"{data.host_config_dir}/offsite-push"
+
+
+def offsite_known_hosts_file(data) -> str:
+    """prod: the backup host's pinned host key, the only one the push trusts."""
+    return f"{data.host_config_dir}/offsite.known_hosts"
+
+
+def offsite_passphrase_file(data) -> str:
+    """The borg repository's passphrase: prod's is root:odoo 0640 (the push runs as odoo); the
+    backup host's is root's alone (its units get it as a systemd credential)."""
+    return f"{data.host_config_dir}/offsite-passphrase"
+
+
+def offsite_push_state_file(data) -> str:
+    """prod: the last push's result (what status shows and flags)."""
+    return f"{data.odoo_dumps_dir}/.offsite-push.json"
+
+
+def offsite_state_dir(data) -> str:
+    """The backup host: the archives its guard last saw, the last prune's result."""
+    return "/var/lib/oca-france/offsite"
+
+
+def offsite_repository_url(data) -> str:
+    """prod's repository as prod reaches it (borg's ssh:// form, an absolute path)."""
+    return f"ssh://{data.offsite_user}@{data.offsite_host}:{data.offsite_port}{data.offsite_repository}"

@@ -23,6 +23,7 @@ from tasks.odoo_password import admin_password_hash
 from tasks.paths import (
     alert_msmtp_config,
     alert_webhook_file,
+    authorized_keys_dir,
     authorized_keys_file,
     auto_deploy_state_file,
     deploy_history_file,
@@ -36,6 +37,12 @@ from tasks.paths import (
     incoming_dir,
     incoming_lock_file,
     odoo_url,
+    offsite_key_file,
+    offsite_known_hosts_file,
+    offsite_passphrase_file,
+    offsite_push_state_file,
+    offsite_repository_url,
+    offsite_state_dir,
     prepared_dir,
     production_data_dir,
     production_data_in_use_file,
@@ -152,17 +159,9 @@ def host_config(data) -> dict:
         "backup_keep_monthly": data.backup_keep_monthly,
         "status_backup_max_age_hours": data.status_backup_max_age_hours,
         "status_production_data_max_age_days": data.status_production_data_max_age_days,
-        # Alerts: the channels' secrets live in root-only files, named here when set.
-        "alert_email_to": list(data.alert_email_to),
-        "alert_email_from": data.alert_email_from,
-        "alert_msmtp_config": alert_msmtp_config(data) if data.alert_email_to else None,
-        "alert_webhook_file": alert_webhook_file(data) if data.alert_webhook else None,
-        "alert_repeat_window_min": data.alert_repeat_window_min,
-        "alert_state_dir": data.alert_state_dir,
         "disk_alert_percent": data.disk_alert_percent,
         "disk_watched_paths": list(data.disk_watched_paths),
-        "ping_urls": {job: url for job, url in data.ping_urls.items() if url},
-        "ping_units": PING_UNITS,
+        **alert_config(data),
     }
     if data.backup_enabled and data.backup_transfer_enabled:
         transfer = transfer_vars(data)
@@ -176,7 +175,56 @@ def host_config(data) -> dict:
             backup_transfer_retries=data.backup_transfer_retries,
             backup_transfer_retry_sec=data.backup_transfer_retry_sec,
         )
+    if data.backup_enabled and data.offsite_enabled:
+        offsite = offsite_vars(data)
+        config.update(
+            offsite_repository_url=offsite["repository_url"],
+            offsite_key_file=offsite["key_file"],
+            offsite_known_hosts_file=offsite["known_hosts_file"],
+            offsite_passphrase_file=offsite_passphrase_file(data),
+            offsite_compression=data.offsite_compression,
+            offsite_push_state_file=offsite_push_state_file(data),
+            offsite_push_retries=data.offsite_push_retries,
+            offsite_push_retry_sec=data.offsite_push_retry_sec,
+            offsite_max_age_hours=data.offsite_max_age_hours,
+        )
     return config
+
+
+def alert_config(data) -> dict:
+    """The alerts' part of the host config, on every host (odoo-notify reads only these)."""
+    return {
+        # The channels' secrets live in root-only files, named here when set.
+        "alert_email_to": list(data.alert_email_to),
+        "alert_email_from": data.alert_email_from,
+        "alert_msmtp_config": alert_msmtp_config(data) if data.alert_email_to else None,
+        "alert_webhook_file": alert_webhook_file(data) if data.alert_webhook else None,
+        "alert_repeat_window_min": data.alert_repeat_window_min,
+        "alert_state_dir": data.alert_state_dir,
+        "ping_urls": {job: url for job, url in data.ping_urls.items() if url},
+        "ping_units": PING_UNITS,
+    }
+
+
+# The systemd credential the backup host's units get the repository's passphrase as.
+OFFSITE_CREDENTIAL = "offsite-passphrase"
+
+
+def backup_host_config(data) -> dict:
+    """The backup host's /etc/oca-france/host.json: its repository, retention and guard."""
+    return {
+        "offsite_user": data.offsite_user,
+        "offsite_repository": data.offsite_repository,
+        "offsite_credential": OFFSITE_CREDENTIAL,
+        "offsite_state_dir": offsite_state_dir(data),
+        "offsite_keep_daily": data.offsite_keep_daily,
+        "offsite_keep_weekly": data.offsite_keep_weekly,
+        "offsite_keep_monthly": data.offsite_keep_monthly,
+        "offsite_max_age_hours": data.offsite_max_age_hours,
+        "disk_alert_percent": data.disk_alert_percent,
+        "disk_watched_paths": [data.offsite_home],
+        **alert_config(data),
+    }
 
 
 def automation_vars(data, calendar: str | None = None) -> dict:
@@ -200,25 +248,75 @@ def backup_vars(data) -> dict:
         "calendar": data.backup_calendar,
         "randomized_delay_sec": data.backup_randomized_delay_sec,
         "transfer": data.backup_transfer_enabled,  # the service then starts the transfer
+        "offsite": data.offsite_enabled,  # ... and the push to the backup host
+    }
+
+
+def known_hosts_line(data, prefix: str, peer: str) -> str:
+    """The known_hosts line pinning a peer's host key, from <prefix>_host, _port, _host_key;
+    refuses a missing or malformed key before any change."""
+    host, port = getattr(data, f"{prefix}_host"), getattr(data, f"{prefix}_port")
+    host_key = getattr(data, f"{prefix}_host_key")
+    if not host or not host_key:
+        raise DeployError(
+            f"{prefix}_enabled needs {prefix}_host ({peer}'s address as prod reaches it) and"
+            f" {prefix}_host_key ({peer}'s host key, the line of its"
+            f" /etc/ssh/ssh_host_ed25519_key.pub: `ssh oca-france-{peer} cat"
+            " /etc/ssh/ssh_host_ed25519_key.pub`) in group_data/prod.py"
+        )
+    key_type, key, *_ = host_key.split() + ["", ""]
+    if not key_type.startswith(("ssh-", "ecdsa-")) or not key:
+        raise DeployError(f"{prefix}_host_key must be '<type> <base64 key>', got {key_type!r}")
+    known_as = host if port == 22 else f"[{host}]:{port}"
+    return f"{known_as} {key_type} {key}"
+
+
+def offsite_vars(data) -> dict:
+    """prod: where and how odoo-offsite-push pushes each new backup (borg over SSH)."""
+    return {
+        "db_name": data.odoo_db_name,
+        "odoo_user": data.odoo_user,
+        "repository_url": offsite_repository_url(data),
+        "key_file": offsite_key_file(data),
+        "known_hosts_file": offsite_known_hosts_file(data),
+        "known_hosts_line": known_hosts_line(data, "offsite", "backup"),
+        "bin_dir": host_bin_dir(data),
+    }
+
+
+def backup_host_vars(data) -> dict:
+    """The backup host: prod's key, which may only append to prod's repository."""
+    public_key = getattr(data, "offsite_public_key", "") or ""
+    if not public_key.startswith(("ssh-", "ecdsa-")):
+        raise DeployError(
+            "the backup host needs the off-site push public key (the .pub beside"
+            " OCA_FRANCE_OFFSITE_KEY_FILE, see .env.template)"
+        )
+    serve = shlex.join(
+        [
+            "borg",
+            "serve",
+            "--append-only",
+            "--restrict-to-repository",
+            data.offsite_repository,
+        ]
+    )
+    return {
+        "offsite_user": data.offsite_user,
+        "repository": data.offsite_repository,
+        "bin_dir": host_bin_dir(data),
+        "credential": OFFSITE_CREDENTIAL,
+        "passphrase_file": offsite_passphrase_file(data),
+        "calendar": data.offsite_prune_calendar,
+        # restrict: no shell, pty, forwarding or agent; the command: borg serve, appending only,
+        # to prod's repository only.
+        "authorized_key": f'restrict,command="{serve}" {public_key}',
     }
 
 
 def transfer_vars(data) -> dict:
     """prod: where and how odoo-backup-transfer sends each new backup to recette."""
-    if not data.backup_transfer_host or not data.backup_transfer_host_key:
-        raise DeployError(
-            "backup_transfer_enabled needs backup_transfer_host (recette's address as prod"
-            " reaches it) and backup_transfer_host_key (recette's host key, the line of its"
-            " /etc/ssh/ssh_host_ed25519_key.pub: `ssh oca-france-recette cat"
-            " /etc/ssh/ssh_host_ed25519_key.pub`) in group_data/prod.py"
-        )
-    key_type, key, *_ = data.backup_transfer_host_key.split() + ["", ""]
-    if not key_type.startswith(("ssh-", "ecdsa-")) or not key:
-        raise DeployError(
-            f"backup_transfer_host_key must be '<type> <base64 key>', got {key_type!r}"
-        )
     host, port = data.backup_transfer_host, data.backup_transfer_port
-    known_as = host if port == 22 else f"[{host}]:{port}"
     return {
         "db_name": data.odoo_db_name,
         "odoo_user": data.odoo_user,
@@ -227,7 +325,7 @@ def transfer_vars(data) -> dict:
         "target_user": data.odoo_user,
         "key_file": transfer_key_file(data),
         "known_hosts_file": transfer_known_hosts_file(data),
-        "known_hosts_line": f"{known_as} {key_type} {key}",
+        "known_hosts_line": known_hosts_line(data, "backup_transfer", "recette"),
         "bwlimit_kbps": data.backup_transfer_bwlimit_kbps,
         "bin_dir": host_bin_dir(data),
     }
@@ -276,6 +374,7 @@ PING_UNITS = {
     "odoo-backup.service": "backup",
     "odoo-backup-transfer.service": "transfer",
     "odoo-weekly-deploy.service": "refresh",
+    "odoo-offsite-push.service": "offsite",
 }
 SMTP_TLS = ("starttls", "tls", "off")
 
@@ -312,6 +411,8 @@ def alert_vars(data) -> dict:
 
 def rendered_files(data) -> dict[str, tuple[str, dict]]:
     """Every template a host of this data gets: template name -> (destination, variables)."""
+    if data.backup_host:
+        return {**backup_host_files(data), **shared_files(data, odoo=False)}
     files = {
         "polkit-odoo.rules.j2": (
             "/etc/polkit-1/rules.d/60-odoo-units.rules",
@@ -359,11 +460,68 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
                 f"/etc/systemd/system/odoo-production-data-accept.{kind}",
                 receive,
             )
-        files["authorized_keys.j2"] = (authorized_keys_file(data), receive)
+        files["authorized_keys.j2"] = (authorized_keys_file(data, data.odoo_user), receive)
         files["sshd-authorized-keys.conf.j2"] = (
             "/etc/ssh/sshd_config.d/oca-france-authorized-keys.conf",
-            {"authorized_keys_dir": f"{data.host_config_dir}/authorized_keys"},
+            {"authorized_keys_dir": authorized_keys_dir(data)},
         )
+    if data.backup_enabled and data.offsite_enabled:
+        offsite = offsite_vars(data)
+        files["odoo-offsite-push.service.j2"] = (
+            "/etc/systemd/system/odoo-offsite-push.service",
+            offsite,
+        )
+        key = {"private_key": getattr(data, "offsite_private_key", None)}
+        files["offsite-push.key.j2"] = (offsite_key_file(data), key)
+        files["offsite.known_hosts.j2"] = (offsite_known_hosts_file(data), offsite)
+        files["offsite-passphrase.j2"] = (offsite_passphrase_file(data), passphrase_vars(data))
+    files.update(shared_files(data, odoo=True))
+    return files
+
+
+def passphrase_vars(data) -> dict:
+    """The repository's passphrase: given to its own template only."""
+    passphrase = getattr(data, "offsite_passphrase", None)
+    if not (passphrase and passphrase.value):
+        raise DeployError(
+            "the off-site copies need the borg repository's passphrase:"
+            " ODOO_OCA_FRANCE_BORG_PASSPHRASE in .env"
+        )
+    return {"passphrase": passphrase}
+
+
+def backup_host_files(data) -> dict[str, tuple[str, dict]]:
+    """The backup host's templates: its config, prod's append-only key, the guarded prune."""
+    variables = backup_host_vars(data)
+    files = {
+        "host.json.j2": (host_config_file(data), {"config": backup_host_config(data)}),
+        "offsite-authorized_keys.j2": (
+            authorized_keys_file(data, data.offsite_user),
+            variables,
+        ),
+        "sshd-authorized-keys.conf.j2": (
+            "/etc/ssh/sshd_config.d/oca-france-authorized-keys.conf",
+            {"authorized_keys_dir": authorized_keys_dir(data)},
+        ),
+        "offsite-passphrase.j2": (offsite_passphrase_file(data), passphrase_vars(data)),
+    }
+    for unit in BACKUP_HOST_UNITS:
+        files[f"{unit}.j2"] = (f"/etc/systemd/system/{unit}", variables)
+    return files
+
+
+# The backup host's units: the repository's creation, its guarded prune (a timer).
+BACKUP_HOST_UNITS = (
+    "odoo-offsite-init.service",
+    "odoo-offsite-prune.service",
+    "odoo-offsite-prune.timer",
+)
+
+
+def shared_files(data, odoo: bool) -> dict[str, tuple[str, dict]]:
+    """What every host gets: fail2ban's jail, the alerts' notifier; on Odoo's hosts, the
+    periodic check and PostgreSQL's drop-in too."""
+    files = {}
     if data.fail2ban_enabled:
         files["fail2ban-sshd.local.j2"] = ("/etc/fail2ban/jail.d/sshd.local", {})
     alerts = alert_vars(data)
@@ -371,12 +529,13 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
         "/etc/systemd/system/oca-france-notify@.service",
         alerts,
     )
-    for kind in ("service", "timer"):
-        files[f"odoo-check.{kind}.j2"] = (f"/etc/systemd/system/odoo-check.{kind}", alerts)
-    files["postgresql-alerts.conf.j2"] = (
-        "/etc/systemd/system/postgresql@.service.d/oca-france-alerts.conf",
-        alerts,
-    )
+    if odoo:
+        for kind in ("service", "timer"):
+            files[f"odoo-check.{kind}.j2"] = (f"/etc/systemd/system/odoo-check.{kind}", alerts)
+        files["postgresql-alerts.conf.j2"] = (
+            "/etc/systemd/system/postgresql@.service.d/oca-france-alerts.conf",
+            alerts,
+        )
     if data.alert_email_to:
         # The password's own template is the only one given it.
         password = getattr(data, "alert_smtp_password", None)

@@ -87,6 +87,7 @@ WEEKDAYS = rf"({'|'.join(DAY_NAMES)})(,({'|'.join(DAY_NAMES)}))*"
 FIXED_TIME_CALENDARS = {
     "backup_calendar": "backup_randomized_delay_sec",
     "weekly_deploy_calendar": None,
+    "offsite_prune_calendar": None,
 }
 
 

@@ -19,15 +19,24 @@ TEST_KEY_DIR = Path(tempfile.mkdtemp(prefix="oca-france-test-key-"))
     "-----BEGIN KEY-----\ntest-private-key-9d3e\n-----END KEY-----\n"
 )
 (TEST_KEY_DIR / "transfer.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAtest transfer\n")
+(TEST_KEY_DIR / "offsite").write_text(
+    "-----BEGIN KEY-----\ntest-offsite-private-key-51ab\n-----END KEY-----\n"
+)
+(TEST_KEY_DIR / "offsite.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAtest offsite\n")
 TEST_SECRETS = {
     "ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE": "test-secret-recette-4f9a",
     "ODOO_OCA_FRANCE_ADMIN_PASSWORD_PROD": "test-secret-prod-7c21",
     "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE": str(TEST_KEY_DIR / "transfer"),
+    "OCA_FRANCE_OFFSITE_KEY_FILE": str(TEST_KEY_DIR / "offsite"),
+    "ODOO_OCA_FRANCE_BORG_PASSPHRASE": "test-borg-passphrase-e20c",
 }
 # What group_data/prod.py must say about recette before a transfer can be configured.
 TEST_TRANSFER_DATA = {
     "backup_transfer_host": "recette.test",
     "backup_transfer_host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAhostkey",
+    # ... and about the backup host, before the push can be.
+    "offsite_host": "backup.test",
+    "offsite_host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAbackuphostkey",
 }
 
 # Every alert channel set (group_data and the optional secrets of .env).

@@ -164,6 +164,7 @@ def alerting():
 def test_every_template_is_used(inventory, alerting):
     used = set(rendered_files(release_data(inventory, "oca-france-recette", "debian-12")))
     used |= set(rendered_files(release_data(alerting, "oca-france-prod", "debian-12")))
+    used |= set(rendered_files(release_data(inventory, "oca-france-backup", "debian-13")))
     on_disk = {path.name for path in (PROJECT_DIR / "templates").glob("*.j2")}
     assert on_disk == used
 
@@ -497,7 +498,7 @@ def test_missing_transfer_key_stops_before_connecting(tmp_path, limit):
     result = pyinfra_in_copy(tmp_path, secrets, "-y", "inventory.py", "deploy.py", "--limit", limit)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert f"Missing the backup transfer key (needed for {limit})" in output
+    assert f"Missing the oca-france-backup-transfer key (needed for {limit})" in output
     assert "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE is not set" in output
     assert "ssh-keygen -t ed25519" in output
     assert "Connecting" not in output

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Local stand-ins for the two LXD containers, booted by systemd-nspawn (systemd as PID 1):
-# recette on Debian 13, prod on Debian 12, each in its own network namespace, reachable over
-# SSH with a throwaway key.
+# Local stand-ins for the LXD containers, booted by systemd-nspawn (systemd as PID 1):
+# recette on Debian 13, prod on Debian 12, the backup host on Debian 13, each in its own
+# network namespace, reachable over SSH with a throwaway key.
 #
-#   sandbox.sh up                build (cached) and boot both containers; idempotent
+#   sandbox.sh up                build (cached) and boot the containers; idempotent
 #   sandbox.sh rootfs            only build the rootfs tarballs (if missing)
 #   sandbox.sh check-rootfs DIR  refuse a rootfs whose / is not 0755 root:root
 #   sandbox.sh info              how to reach each Odoo and each container
@@ -12,7 +12,7 @@
 #
 # Containers reach only the package registries (apt, PyPI), through an nftables masquerade
 # restricted to those addresses on ports 80/443, and each other's SSH (prod sends its backups
-# to recette). Needs root.
+# to recette, and pushes them to the backup host). Needs root.
 set -euo pipefail
 
 PROJECT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -42,7 +42,13 @@ readonly UV_BIN
 # name  index (10.231.<index>.0/30: .1 host side, .2 container)  Debian suite  login user
 # pyinfra logs in as the README says users do: prod as a non-root user with passwordless sudo
 # (as real servers are reached), recette as root (the other way the project supports).
-readonly CONTAINERS=("oca-france-recette 1 trixie root" "oca-france-prod 2 bookworm $SUDO_LOGIN")
+# The backup host (Debian 13, as a new host at another provider would be) is reached through the
+# sudo login too.
+readonly CONTAINERS=(
+    "oca-france-recette 1 trixie root"
+    "oca-france-prod 2 bookworm $SUDO_LOGIN"
+    "oca-france-backup 3 trixie $SUDO_LOGIN"
+)
 # Sandbox-only group data (pyinfra --group-data): what the sandbox's hosts need and real
 # hosts get elsewhere. Today: the wkhtmltopdf .deb for Debian 13, which has no package.
 readonly GROUP_DATA_DIR="$STATE_DIR/group_data"
@@ -359,10 +365,12 @@ CONTROL
 
 # Where prod sends its backups: recette's address and pinned host key, as real data would say.
 write_group_data() {
-    local sha256 recette_index recette_key
+    local sha256 recette_index recette_key backup_index backup_key
     sha256=$(sha256sum "$DEBS_DIR/$WKHTMLTOX_TEST_DEB" | cut -d' ' -f1)
     read -r _ recette_index _ <<<"${CONTAINERS[0]}"
     recette_key=$(cut -d' ' -f1,2 "$(rootfs_of oca-france-recette)/etc/ssh/ssh_host_ed25519_key.pub")
+    read -r _ backup_index _ <<<"${CONTAINERS[2]}"
+    backup_key=$(cut -d' ' -f1,2 "$(rootfs_of oca-france-backup)/etc/ssh/ssh_host_ed25519_key.pub")
     mkdir -p "$GROUP_DATA_DIR"
     cat >"$GROUP_DATA_DIR/all.py" <<PYTHON
 """Sandbox only: written by tests/sandbox/sandbox.sh, loaded with pyinfra --group-data on top
@@ -379,6 +387,12 @@ backup_transfer_host_key = "$recette_key"
 # A failed transfer tried again within seconds, not 20 minutes (the tests wait for it).
 backup_transfer_retries = 1
 backup_transfer_retry_sec = 15
+# prod pushes its backups to the backup container, whose host key it pins.
+offsite_host = "$(container_ip "$backup_index")"
+offsite_host_key = "$backup_key"
+# A failed push tried again within seconds (the tests wait for it).
+offsite_push_retries = 1
+offsite_push_retry_sec = 15
 PYTHON
 }
 
@@ -448,6 +462,8 @@ OCA_FRANCE_APP_REPO=${APP_REPO:-file://$APP_ORIGIN_IN_CONTAINER}
 ODOO_OCA_FRANCE_ADMIN_PASSWORD_RECETTE=sandbox-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 ODOO_OCA_FRANCE_ADMIN_PASSWORD_PROD=sandbox-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE=$STATE_DIR/backup-transfer
+OCA_FRANCE_OFFSITE_KEY_FILE=$STATE_DIR/offsite
+ODOO_OCA_FRANCE_BORG_PASSPHRASE=sandbox-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 EOF
     fi
 }
@@ -462,6 +478,9 @@ cmd_up() {
     # The dedicated backup transfer key pair (.env's OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE).
     [[ -f "$STATE_DIR/backup-transfer" ]] \
         || ssh-keygen -q -t ed25519 -N "" -C sandbox-backup-transfer -f "$STATE_DIR/backup-transfer"
+    # The off-site push key pair (.env's OCA_FRANCE_OFFSITE_KEY_FILE).
+    [[ -f "$STATE_DIR/offsite" ]] \
+        || ssh-keygen -q -t ed25519 -N "" -C sandbox-offsite -f "$STATE_DIR/offsite"
     build_rootfs_tarballs
     mkdir -p "$ODOO_WHEELS_DIR"
     build_app_origin
@@ -553,7 +572,8 @@ cmd_info() {
     for entry in "${CONTAINERS[@]}"; do
         read -r name index _ <<<"$entry"
         echo "  $name"
-        echo "    Odoo:  http://$(container_ip "$index"):$ODOO_PORT/web/login"
+        [[ "$name" == oca-france-backup ]] \
+            || echo "    Odoo:  http://$(container_ip "$index"):$ODOO_PORT/web/login"
         echo "    shell: ssh -F $STATE_DIR/ssh_config $name"
     done
     echo "Deploy on recette: ssh -F $STATE_DIR/ssh_config oca-france-recette" \

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_DIR, TEST_SECRETS, load_inventory, release_data
+from conftest import PROJECT_DIR, TEST_SECRETS, TEST_TRANSFER_DATA, load_inventory, release_data
 
 from tasks.render import host_config
 
@@ -23,10 +23,7 @@ from oca_france_host import backups  # noqa: E402  (the host's library, as the p
 
 @pytest.fixture(scope="session")
 def unit_inventory():
-    return load_inventory(
-        TEST_SECRETS,
-        {"backup_transfer_host": "recette.test", "backup_transfer_host_key": "ssh-ed25519 AAAAkey"},
-    )
+    return load_inventory(TEST_SECRETS, TEST_TRANSFER_DATA)
 
 
 class Host:

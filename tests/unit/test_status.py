@@ -76,12 +76,29 @@ def status_host(make_host, health_url):
         now = datetime.now().astimezone()
         if host.config["backup_enabled"]:
             write_backup(host.path("backup_dir"), f"{PROD_DB}-{stamp(now)}")
+            push(host, now, "success")
         if host.config["deploy_restore_allowed"]:
             in_use = f"{PROD_DB}-{stamp(now)} {(now - timedelta(days=1)).isoformat()}\n"
             host.path("production_data_in_use_file").write_text(in_use)
         return host
 
     return make
+
+
+def push(host, when: datetime, result: str, last_success: datetime | None = None) -> None:
+    """odoo-offsite-push's record of its last attempt."""
+    success = last_success or (when if result == "success" else None)
+    host.path("offsite_push_state_file").write_text(
+        json.dumps(
+            {
+                "time": when.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "result": result,
+                "archive": f"{PROD_DB}-{stamp(when)}",
+                "error": None if result == "success" else "borg create failed (the reason)",
+                "last_success": success.strftime("%Y-%m-%dT%H:%M:%S%z") if success else None,
+            }
+        )
+    )
 
 
 def attention(result) -> list[str]:
@@ -217,3 +234,25 @@ def test_an_unfinished_deploy_is_flagged(status_host):
     assert attention(host.run("odoo-status")) == [
         "a deploy of origin/18.0 is unfinished (step updating): odoo-deploy-repair.timer repairs it"
     ]
+
+
+def test_the_last_push_is_shown_and_an_old_one_flagged(status_host):
+    host = status_host("oca-france-prod")
+    now = datetime.now().astimezone()
+    result = host.run("odoo-status")
+    assert result.returncode == 0, result.stdout
+    assert f"last push:        {PROD_DB}-{stamp(now)} at " in result.stdout
+    # A failed attempt after a recent success: said, not flagged (its unit failing is).
+    push(host, now, "failed", last_success=now - timedelta(hours=20))
+    result = host.run("odoo-status")
+    assert "last push:        failed at " in result.stdout
+    assert "borg create failed (the reason)" in result.stdout
+    assert result.returncode == 0, result.stdout
+    # None succeeded for longer than offsite_max_age_hours: flagged.
+    assert host.config["offsite_max_age_hours"] == 36
+    push(host, now, "failed", last_success=now - timedelta(hours=40))
+    assert attention(host.run("odoo-status")) == [
+        "no push to the backup host succeeded recently (the last one 40.0 h ago)"
+    ]
+    host.path("offsite_push_state_file").unlink()
+    assert attention(host.run("odoo-status")) == ["no backup pushed to the backup host yet"]

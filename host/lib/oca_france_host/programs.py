@@ -20,6 +20,8 @@ PROGRAMS = {
     "odoo-status": "status",
     "odoo-notify": "notify",
     "odoo-check": "check",
+    "odoo-offsite-push": "push",
+    "odoo-offsite": "offsite",
 }
 
 

@@ -148,9 +148,75 @@ def last_alert(c: dict) -> str:
     return f"{sent.get('time')}: {sent.get('subject')} ({sent.get('delivered')})"
 
 
+def read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def push_lines(c: dict, now: datetime) -> tuple[list[str], list[tuple[str, str]]]:
+    """prod: the last push to the backup host, flagged when none succeeded recently."""
+    lines, flags = [], []
+    pushed = read_json(Path(c["offsite_push_state_file"]))
+    limit = timedelta(hours=c["offsite_max_age_hours"])
+    if pushed is None:
+        lines.append("last push:        none")
+        flags.append(("push age", "no backup pushed to the backup host yet"))
+        return lines, flags
+    if pushed.get("result") == "success":
+        lines.append(f"last push:        {pushed.get('archive')} at {pushed.get('time')}")
+    else:
+        lines.append(f"last push:        failed at {pushed.get('time')}: {pushed.get('error')}")
+    success = pushed.get("last_success")
+    age = now - datetime.strptime(success, "%Y-%m-%dT%H:%M:%S%z") if success else None
+    if age is None or age > limit:
+        since = f"the last one {human_age(age)} ago" if age else "none ever succeeded"
+        flags.append(("push age", f"no push to the backup host succeeded recently ({since})"))
+    return lines, flags
+
+
+def offsite_report(c: dict) -> tuple[list[str], list[tuple[str, str]]]:
+    """The backup host: the repository's last write (a push or a prune commits), the last
+    guarded prune, its disk; read from files (no passphrase needed)."""
+    now = datetime.now().astimezone()
+    lines: list[str] = []
+    flags: list[tuple[str, str]] = []
+    repository = Path(c["offsite_repository"])
+    indexes = list(repository.glob("index.*"))
+    if not indexes:
+        lines.append(f"repository:       {repository} has no archive yet")
+        flags.append(("push age", f"{repository} has received nothing"))
+    else:
+        written = datetime.fromtimestamp(max(p.stat().st_mtime for p in indexes)).astimezone()
+        age = now - written
+        lines.append(f"last write:       {written:%Y-%m-%d %H:%M} ({human_age(age)} ago)")
+        if age > timedelta(hours=c["offsite_max_age_hours"]):
+            flags.append(("push age", f"nothing written to {repository} for {human_age(age)}"))
+    pruned = read_json(Path(c["offsite_state_dir"]) / "last-prune.json")
+    if pruned is None:
+        lines.append("last prune:       none yet")
+    else:
+        lines.append(
+            f"last prune:       {pruned.get('time')}: {pruned.get('result')}"
+            f" ({pruned.get('archives', '?')} archives kept)"
+        )
+        if pruned.get("result") != "success":
+            flags.append(("prune", f"the last prune: {pruned.get('error')}"))
+    disks, disk_flags = disk_lines(c)
+    lines.extend(f"disk:             {line}" for line in disks)
+    flags.extend(disk_flags)
+    lines.append(f"last alert:       {last_alert(c)}")
+    flags.extend((f"unit {found.split()[0]}", found) for found in failed_units())
+    return lines, flags
+
+
 def report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[str, str]]]:
     """What status says, and what it flags: (key, text) pairs, the key stable while the
     condition lasts (odoo-check alerts once when a key appears, once when it goes)."""
+    if "offsite_repository" in c:  # the backup host
+        return offsite_report(c)
     service = c["oca_france_service"]
     now = datetime.now().astimezone()
     lines: list[str] = []
@@ -179,6 +245,10 @@ def report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[str, str]
             )
             if age > timedelta(hours=c["status_backup_max_age_hours"]):
                 flags.append(("backup age", f"the last backup is {human_age(age)} old"))
+        if "offsite_push_state_file" in c:
+            push, push_flags = push_lines(c, now)
+            lines.extend(push)
+            flags.extend(push_flags)
     if c["deploy_restore_allowed"]:
         try:  # "<name> <time the backup was taken>", written by deploy --restore
             name, taken = Path(c["production_data_in_use_file"]).read_text().split()

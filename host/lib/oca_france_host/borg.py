@@ -1,0 +1,77 @@
+"""BorgBackup, as both ends drive it: the environment borg runs with (the passphrase from a
+file through BORG_PASSCOMMAND, never in an argument nor in the environment; SSH with one key
+and one pinned host key), and its errors said with their cause."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+
+from oca_france_host import runner
+
+# borg's exit status 2 with these words in its output: the cause, as an operator reads it.
+CAUSES = (
+    ("passphrase supplied in BORG_PASSPHRASE", "wrong passphrase"),
+    ("passphrase", "wrong passphrase (ODOO_OCA_FRANCE_BORG_PASSPHRASE)"),
+    ("Failed to create/acquire the lock", "the repository is locked (a borg still running,"
+     " or one that died: `borg break-lock` on the backup host once none runs)"),
+    ("Connection closed by remote host", "the backup host closed the connection"),
+    ("Connection refused", "the backup host refused the connection"),
+    ("Connection timed out", "the backup host did not answer (unreachable)"),
+    ("No route to host", "the backup host is unreachable (no route)"),
+    ("Host key verification failed", "the backup host's key is not the pinned one"),
+    ("Permission denied", "the backup host refused the key"),
+    ("No space left on device", "the backup host's disk is full"),
+    ("Insufficient free space", "the backup host's disk is full"),
+    ("does not exist", "no such repository or archive"),
+    ("is not a valid repository", "no repository there"),
+    ("Repository path not allowed", "the key may not reach that repository"),
+)  # fmt: skip
+
+
+class BorgError(Exception):
+    """borg failed; the message names the cause when borg's output does."""
+
+
+def environment(passphrase_file: str, repository: str, ssh: list[str] | None = None) -> dict:
+    """What borg runs with: ours, plus its repository, passphrase command and SSH."""
+    env = dict(os.environ)
+    env.update(
+        BORG_REPO=repository,
+        BORG_PASSCOMMAND=shlex.join(["cat", passphrase_file]),
+        # Never on a repository that moved or is not encrypted: both mean a substituted one.
+        BORG_RELOCATED_REPO_ACCESS_IS_OK="no",
+        BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="no",
+        BORG_CHECK_I_KNOW_WHAT_I_AM_DOING="NO",
+        BORG_DELETE_I_KNOW_WHAT_I_AM_DOING="NO",
+    )
+    env.pop("BORG_PASSPHRASE", None)
+    if ssh:
+        env["BORG_RSH"] = shlex.join(ssh)
+    return env
+
+
+def cause(output: str) -> str:
+    for words, said in CAUSES:
+        if words in output:
+            return said
+    return "see borg's output above"
+
+
+def run(args: list[str], env: dict, cwd: str | None = None) -> str:
+    """borg ARGS; its stdout. On failure a BorgError with the cause and borg's last lines."""
+    done = runner.run(["borg", *args], env=env, cwd=cwd, capture=True, check=False)
+    if done.returncode not in (0, 1):  # 1: a warning (a file changed while read...)
+        output = f"{done.stdout or ''}\n{done.stderr or ''}".strip()
+        last = " | ".join(output.splitlines()[-3:])
+        raise BorgError(f"borg {args[0]} failed ({cause(output)}): {last}")
+    return done.stdout
+
+
+def archives(env: dict) -> list[dict]:
+    """The repository's archives, oldest first: name, start (ISO), id."""
+    listed = json.loads(run(["list", "--json"], env))
+    return [
+        {"name": a["name"], "start": a["start"], "id": a["id"]} for a in listed.get("archives", [])
+    ]

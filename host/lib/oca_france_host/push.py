@@ -1,0 +1,135 @@
+"""odoo-offsite-push: pushes the newest complete backup into prod's BorgBackup repository on
+the backup host, as odoo (odoo-offsite-push.service, started once a backup succeeded, after
+the transfer to recette). Encrypted here (repokey-blake2: the backup host stores what it
+cannot read) and deduplicated (the second day stores the dump's changed chunks and the new
+attachments). Over SSH with a key used for nothing else, which the backup host lets append
+only; trusting only the backup host's pinned host key. The archive is named after the backup:
+one already there is not pushed again. A failed push is tried again, offsite_push_retries
+times, offsite_push_retry_sec apart; each attempt's result goes to offsite_push_state_file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from oca_france_host import backups, borg, config, programs, runner
+
+
+class Failed(Exception):
+    """The push failed: said once, the unit failed."""
+
+
+def log(message: str, error: bool = False) -> None:
+    line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} odoo-offsite-push: {message}"
+    print(line, file=sys.stderr if error else sys.stdout, flush=True)
+
+
+def usage(settings: dict) -> str:
+    return (
+        "Usage: odoo-offsite-push [-h|--help]\n"
+        f"Pushes the newest complete backup in {settings['backup_dir']} to\n"
+        f"{settings['offsite_repository_url']} (borg, encrypted here). Run by"
+        " odoo-offsite-push.service\nafter each successful backup."
+    )
+
+
+def ssh_command(settings: dict) -> list[str]:
+    """Only this key, only the backup host's pinned host key."""
+    return [
+        "ssh",
+        "-i", settings["offsite_key_file"],
+        "-o", "IdentitiesOnly=yes",
+        "-o", "IdentityAgent=none",
+        "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", f"UserKnownHostsFile={settings['offsite_known_hosts_file']}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "ConnectTimeout=30",
+        "-o", "ServerAliveInterval=30",
+    ]  # fmt: skip
+
+
+def environment(settings: dict) -> dict:
+    return borg.environment(
+        settings["offsite_passphrase_file"],
+        settings["offsite_repository_url"],
+        ssh_command(settings),
+    )
+
+
+def push(settings: dict) -> dict:
+    """One attempt; what it pushed (or found there already)."""
+    backup_dir = Path(settings["backup_dir"])
+    backup = backups.newest(backup_dir, settings["odoo_db_name"])
+    if backup is None:
+        raise Failed(f"no complete backup in {backup_dir}")
+    env = environment(settings)
+    if backup.name in {archive["name"] for archive in borg.archives(env)}:
+        log(f"{backup.name} is already on the backup host: nothing to push")
+        return {"archive": backup.name, "already_there": True}
+    log(f"pushing {backup.name} to {settings['offsite_repository_url']}")
+    started = time.monotonic()
+    output = borg.run(
+        [
+            "create",
+            "--json",
+            "--compression", settings["offsite_compression"],
+            f"::{backup.name}",
+            ".",
+        ],
+        env,
+        cwd=str(backup),
+    )  # fmt: skip
+    stats = json.loads(output)["archive"]["stats"]
+    result = {
+        "archive": backup.name,
+        "seconds": round(time.monotonic() - started, 1),
+        "original_bytes": stats["original_size"],
+        "stored_bytes": stats["deduplicated_size"],  # new to the repository, compressed
+    }
+    log(
+        f"pushed {backup.name}: {stats['original_size']} bytes, {stats['deduplicated_size']}"
+        f" new to the repository, in {result['seconds']} s"
+    )
+    return result
+
+
+def record(settings: dict, result: dict) -> None:
+    """The last attempt's result and the last success's time, replaced by a rename (status
+    reads it: a push older than offsite_max_age_hours is flagged)."""
+    path = Path(settings["offsite_push_state_file"])
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = {}
+    success = result["time"] if result["result"] == "success" else previous.get("last_success")
+    staged = path.with_name(f".{path.name}.new")
+    staged.write_text(json.dumps({**result, "last_success": success}) + "\n", encoding="utf-8")
+    staged.replace(path)
+
+
+def main(argv: list[str]) -> int:
+    settings = config.load()
+    refused = programs.refused_arguments(argv, usage(settings))
+    if refused is not None:
+        return refused
+    os.chdir("/")
+    retries = int(settings["offsite_push_retries"])
+    for attempt in range(retries + 1):
+        when = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        try:
+            result = push(settings)
+            record(settings, {"time": when, "result": "success", **result})
+            return 0
+        except (Failed, borg.BorgError, runner.Failed, OSError, ValueError) as error:
+            log(f"ERROR: {error}", error=True)
+            record(settings, {"time": when, "result": "failed", "error": str(error)})
+        if attempt < retries:  # the backup host away, a network cut: tried again, bounded
+            wait = int(settings["offsite_push_retry_sec"])
+            log(f"try {attempt + 2} of {retries + 1} in {wait} s (offsite_push_retry_sec)")
+            time.sleep(wait)
+    return 1

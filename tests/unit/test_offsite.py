@@ -1,0 +1,227 @@
+"""The off-site copies' host programs with a fake borg at the runner's seam: prod's push
+(odoo-offsite-push) and the backup host's guarded prune (odoo-offsite --prune)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tasks.render import backup_host_config
+
+from .conftest import PROD_DB, Host, moved_config, release_data, stamp, write_backup
+
+# A fake borg: the repository is a JSON file of archives ({name, start}); what each call got
+# (arguments, the passphrase command, the working directory) is logged beside it.
+FAKE_BORG = r"""
+import json, os, sys
+from datetime import datetime
+repo = os.environ["FAKE_REPO"]
+archives = json.load(open(repo)) if os.path.exists(repo) else []
+with open(repo + ".calls", "a") as log:
+    log.write(json.dumps({"argv": sys.argv[1:], "cwd": os.getcwd(),
+                          "passcommand": os.environ.get("BORG_PASSCOMMAND"),
+                          "repo": os.environ.get("BORG_REPO")}) + "\n")
+fail = os.environ.get("FAKE_FAIL", "")
+if fail:
+    print(fail, file=sys.stderr)
+    sys.exit(2)
+command = sys.argv[1]
+if command == "list":
+    print(json.dumps({"archives": [dict(a, id="x" + a["name"]) for a in archives]}))
+elif command == "create":
+    name = sys.argv[-2].removeprefix("::")
+    archives.append({"name": name, "start": datetime.now().isoformat()})
+    print(json.dumps({"archive": {"name": name, "stats": {"original_size": 3000,
+                      "compressed_size": 2000, "deduplicated_size": 1000}}}))
+elif command == "prune":
+    gone = set(os.environ.get("FAKE_PRUNES", "").split())
+    archives = [a for a in archives if a["name"] not in gone]
+json.dump(archives, open(repo, "w"))
+"""
+
+
+class Repository:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def set(self, *archives: tuple[str, datetime]) -> None:
+        self.path.write_text(json.dumps([{"name": n, "start": t.isoformat()} for n, t in archives]))
+
+    def names(self) -> list[str]:
+        return [a["name"] for a in json.loads(self.path.read_text())]
+
+    def calls(self) -> list[dict]:
+        calls = self.path.with_name(self.path.name + ".calls")
+        return [json.loads(line) for line in calls.read_text().splitlines()]
+
+    def commands(self) -> list[str]:
+        return [call["argv"][0] for call in self.calls()]
+
+
+def with_fake_borg(host: Host) -> Repository:
+    script = host.root / "fake_borg.py"
+    script.write_text(FAKE_BORG)
+    host.fake("borg", f'exec python3 {script} "$@"')
+    return Repository(host.root / "repository.json")
+
+
+@pytest.fixture
+def backup_host(unit_inventory, tmp_path):
+    data = release_data(unit_inventory, "oca-france-backup", "debian-13")
+    root = tmp_path / "backup"
+    root.mkdir()
+    config = moved_config(backup_host_config(data), root)
+    for key in ("offsite_repository", "offsite_state_dir"):
+        config[key] = f"{root}{config[key]}"
+        Path(config[key]).mkdir(parents=True)
+    config["disk_watched_paths"] = [str(root)]
+    host = Host(root, config)
+    credentials = root / "credentials"
+    credentials.mkdir()
+    (credentials / config["offsite_credential"]).write_text("the-passphrase-7d1e\n")
+    host.repository = with_fake_borg(host)
+    host.offsite = lambda *args, **env: host.run(
+        "odoo-offsite",
+        *args,
+        CREDENTIALS_DIRECTORY=str(credentials),
+        FAKE_REPO=str(host.repository.path),
+        **env,
+    )
+    return host
+
+
+def days_ago(days: float) -> datetime:
+    return datetime.now() - timedelta(days=days)
+
+
+def test_prune_keeps_its_retention_and_records_what_it_left(backup_host):
+    repo = backup_host.repository
+    repo.set(("a1", days_ago(3)), ("a2", days_ago(2)), ("a3", days_ago(0.2)))
+    result = backup_host.offsite("--prune", FAKE_PRUNES="a1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert repo.commands() == ["list", "prune", "list", "compact"]
+    prune = repo.calls()[1]["argv"]
+    assert prune == ["prune", "--list", "--keep-daily=14", "--keep-weekly=8", "--keep-monthly=12"]
+    # The passphrase: the unit's credential, read by borg, never in an argument.
+    for call in repo.calls():
+        assert call["passcommand"].startswith("cat ") and call["passcommand"].endswith(
+            "/credentials/offsite-passphrase"
+        )
+        assert "the-passphrase-7d1e" not in json.dumps(call)
+        assert call["repo"] == backup_host.config["offsite_repository"]
+    state = Path(backup_host.config["offsite_state_dir"])
+    assert json.loads((state / "seen.json").read_text())["archives"] == ["a2", "a3"]
+    last = json.loads((state / "last-prune.json").read_text())
+    assert (last["result"], last["pruned"], last["archives"]) == ("success", ["a1"], 2)
+    assert "pruned 1 archive(s) (a1), kept 2; compacted" in result.stdout
+    # What it pruned itself does not trip the guard the next day.
+    repo.set(("a2", days_ago(2)), ("a3", days_ago(1.2)), ("a4", days_ago(0.1)))
+    assert backup_host.offsite("--prune").returncode == 0
+
+
+def test_an_archive_gone_behind_its_back_trips_the_guard(backup_host):
+    repo = backup_host.repository
+    repo.set(("a1", days_ago(2)), ("a2", days_ago(1)), ("a3", days_ago(0.1)))
+    assert backup_host.offsite("--prune").returncode == 0
+    # Deleted through prod's key (a transaction only, in append-only): gone from the list.
+    repo.set(("a1", days_ago(2)), ("a3", days_ago(0.1)), ("a4", days_ago(0.05)))
+    calls_before = len(repo.calls())
+    result = backup_host.offsite("--prune", FAKE_PRUNES="a1")
+    assert result.returncode == 1
+    assert "GUARD: 1 archive(s) gone that this host did not prune: a2" in result.stderr
+    assert "nothing pruned nor compacted" in result.stderr
+    assert [c["argv"][0] for c in repo.calls()[calls_before:]] == ["list"]
+    assert repo.names() == ["a1", "a3", "a4"]
+    state = Path(backup_host.config["offsite_state_dir"])
+    assert json.loads((state / "last-prune.json").read_text())["result"] == "guard tripped"
+    # It stays tripped: the next run says the same (an operator decides).
+    assert backup_host.offsite("--prune").returncode == 1
+
+
+def test_no_fresh_archive_trips_the_guard(backup_host):
+    backup_host.repository.set(("a1", days_ago(3)), ("a2", days_ago(2)))
+    result = backup_host.offsite("--prune")
+    assert result.returncode == 1
+    assert "older than offsite_max_age_hours (36 h): pushes stopped" in result.stderr
+    assert backup_host.repository.commands() == ["list"]
+    backup_host.repository.set()
+    result = backup_host.offsite("--prune")
+    assert result.returncode == 1 and "holds no archive" in result.stderr
+
+
+def test_borgs_failure_is_said_with_its_cause(backup_host):
+    result = backup_host.offsite(
+        "--prune", FAKE_FAIL="Failed to create/acquire the lock /srv/borg/x/lock (timeout)."
+    )
+    assert result.returncode == 1
+    assert "borg list failed (the repository is locked" in result.stderr
+    result = backup_host.offsite(
+        "--prune",
+        FAKE_FAIL="passphrase supplied in BORG_PASSPHRASE, "
+        "by BORG_PASSCOMMAND or via BORG_PASSPHRASE_FD is incorrect.",
+    )
+    assert "borg list failed (wrong passphrase)" in result.stderr
+
+
+def test_without_its_credential_it_refuses(backup_host):
+    result = backup_host.run("odoo-offsite", "--prune", FAKE_REPO=str(backup_host.repository.path))
+    assert result.returncode == 2
+    assert "no passphrase: run through its unit" in result.stderr
+    assert backup_host.run("odoo-offsite", "--nothing").returncode == 2
+
+
+# --- prod's push
+
+
+@pytest.fixture
+def prod_host(make_host):
+    host = make_host("oca-france-prod")
+    host.config["offsite_push_retry_sec"] = 0
+    host.config["offsite_push_retries"] = 1
+    host.write_config()
+    host.repository = with_fake_borg(host)
+    host.push = lambda **env: host.run(
+        "odoo-offsite-push", FAKE_REPO=str(host.repository.path), **env
+    )
+    return host
+
+
+def test_the_push_sends_the_newest_backup_once(prod_host):
+    older = f"{PROD_DB}-{stamp(days_ago(1))}"
+    newest = f"{PROD_DB}-{stamp(datetime.now())}"
+    backups = prod_host.path("backup_dir")
+    write_backup(backups, older)
+    write_backup(backups, newest)
+    result = prod_host.push()
+    assert result.returncode == 0, result.stdout + result.stderr
+    create = prod_host.repository.calls()[-1]
+    assert create["argv"] == ["create", "--json", "--compression", "zstd,3", f"::{newest}", "."]
+    assert create["cwd"] == str(backups / newest)
+    assert create["repo"] == "ssh://borg@backup.test:22/srv/borg/oca-france-prod"
+    assert create["passcommand"] == f"cat {prod_host.config['offsite_passphrase_file']}"
+    assert f"pushed {newest}: 3000 bytes, 1000 new to the repository" in result.stdout
+    pushed = json.loads(prod_host.path("offsite_push_state_file").read_text())
+    assert (pushed["result"], pushed["archive"]) == ("success", newest)
+    # Already there: not pushed again.
+    result = prod_host.push()
+    assert result.returncode == 0
+    assert "already on the backup host" in result.stdout
+    assert prod_host.repository.commands()[-1] == "list"
+
+
+def test_a_failed_push_is_retried_then_fails_with_its_cause(prod_host):
+    write_backup(prod_host.path("backup_dir"), f"{PROD_DB}-{stamp(datetime.now())}")
+    state = prod_host.path("offsite_push_state_file")
+    state.write_text(json.dumps({"result": "success", "last_success": "2026-12-01T01:00:00+0100"}))
+    result = prod_host.push(
+        FAKE_FAIL="ssh: connect to host backup.test port 22: Connection refused"
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("the backup host refused the connection") == 2  # tried twice
+    assert "try 2 of 2 in 0 s" in result.stdout
+    pushed = json.loads(state.read_text())
+    assert pushed["result"] == "failed" and "refused the connection" in pushed["error"]
+    assert pushed["last_success"] == "2026-12-01T01:00:00+0100"  # kept for status
