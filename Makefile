@@ -22,7 +22,7 @@ endif
 # System packages a target needs: installed when missing (root), else the command to run.
 DEPS := bash tests/system-deps.sh
 
-.PHONY: help setup apply-recette apply-prod diff-recette diff-prod status alert-test lint test test-unit \
+.PHONY: help setup apply-recette apply-prod apply-backup diff-recette diff-prod diff-backup status alert-test lint test test-unit \
 	sandbox sandbox-down bench
 
 help: ## Show the targets
@@ -48,6 +48,9 @@ apply-prod: setup ## Apply the configuration to prod (asks first; YES=1 skips th
 	fi
 	$(PYINFRA) -y $(DEPLOY) --limit prod $(PYINFRA_ARGS)
 
+apply-backup: setup ## Apply the configuration to the off-site backup host
+	$(PYINFRA) -y $(DEPLOY) --limit backup $(PYINFRA_ARGS)
+
 diff-recette: setup ## Dry run on recette: show what would change (changes nothing)
 	$(PYINFRA) --dry --diff $(DEPLOY) --limit recette $(PYINFRA_ARGS)
 
@@ -65,6 +68,9 @@ STATUS_FILTER := awk ' \
 	END { for (host in seen) if (!(host in answered)) { flagged = 1; \
 		printf "[%s] ATTENTION:        no status from this host: %s\n", host, why[host] } \
 		exit flagged }'
+
+diff-backup: setup ## Dry run on the backup host: show what would change (changes nothing)
+	$(PYINFRA) --dry --diff $(DEPLOY) --limit backup $(PYINFRA_ARGS)
 
 status: setup ## Each host: commit, service, health, backups, disks, last alert; a flag exits 1
 	@{ $(PYINFRA) -y inventory.py exec --sudo $(PYINFRA_ARGS) -- \

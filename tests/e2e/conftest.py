@@ -31,6 +31,7 @@ STATE_DIR = Path(os.environ.get("SANDBOX_STATE_DIR", "/var/lib/oca-france-sandbo
 USERS_SSH_CONFIG = STATE_DIR / "ssh_config"
 ROOT_SSH_CONFIG = STATE_DIR / "ssh_config.root"
 RECETTE, PROD = "oca-france-recette", "oca-france-prod"
+BACKUP_HOST = "oca-france-backup"  # the off-site backup host: no Odoo
 HOSTS = [RECETTE, PROD]
 RELEASE = {RECETTE: "debian-13", PROD: "debian-12"}
 # Sandbox-only group data, on top of the project's (the Debian 13 host's wkhtmltopdf .deb).
@@ -82,13 +83,23 @@ class Sandbox:
         return passwords + [line for line in key.splitlines() if not line.startswith("-----")]
 
     def without_secrets(self) -> Sandbox:
-        """The same sandbox for a run with an empty .env: no admin password, no transfer key."""
-        secret = ("ODOO_OCA_FRANCE_ADMIN_PASSWORD", "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE")
+        """The same sandbox for a run with an empty .env: no admin password, no passphrase, no
+        key pair."""
+        secret = (
+            "ODOO_OCA_FRANCE_ADMIN_PASSWORD",
+            "ODOO_OCA_FRANCE_BORG_PASSPHRASE",
+            "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE",
+            "OCA_FRANCE_OFFSITE_KEY_FILE",
+        )
         env = {k: v for k, v in self.env.items() if not k.startswith(secret)}
         return dataclasses.replace(self, env=env)
 
     def run_env(self) -> dict[str, str]:
-        secret = ("ODOO_OCA_FRANCE_", "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE")
+        secret = (
+            "ODOO_OCA_FRANCE_",
+            "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE",
+            "OCA_FRANCE_OFFSITE_KEY_FILE",
+        )
         clean = {k: v for k, v in os.environ.items() if not k.startswith(secret)}
         return {**clean, **self.env}
 

@@ -269,6 +269,7 @@ def test_recette_has_the_deploy_timers_and_prod_the_backup_only(recette, prod):
         "odoo-deploy-repair.service",
         "odoo-deploy-repair.timer",
         "odoo-oca-france.service",
+        "odoo-offsite-push.service",
     ]
 
 

@@ -1,0 +1,153 @@
+"""Off-site copies, for real: prod (Debian 12, borg 1.2) pushes each backup into an
+encrypted borg repository on the backup host (Debian 13), through a key that may only append;
+the backup host's guarded prune. Runs last: it leaves the guard tripped on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from .conftest import (
+    BACKUP_HOST,
+    BACKUPS,
+    BIN,
+    PROD,
+    backup_dirs,
+    filestore,
+    run_backup,
+    unit_invocation,
+    wait_unit_done,
+)
+
+REPOSITORY = "/srv/borg/oca-france-prod"
+PASSPHRASE = "/etc/oca-france/offsite-passphrase"
+PUSH = "odoo-offsite-push.service"
+PRUNE = "odoo-offsite-prune.service"
+MARKER = "offsite-plaintext-marker-5c2f"
+
+
+def borg_here(backup, command: str) -> str:
+    """borg on the backup host, as its owner, with the passphrase (a test's own way in)."""
+    return backup.check_output(
+        f'BORG_PASSPHRASE="$(cat {PASSPHRASE})" runuser -u borg -- env HOME=/srv/borg'
+        f" borg {command}"
+    )
+
+
+def archives(backup) -> list[str]:
+    listed = json.loads(borg_here(backup, f"list --json {REPOSITORY}"))
+    return [archive["name"] for archive in listed["archives"]]
+
+
+def with_prods_key(prod, backup_address: str, command: str, confirmed: bool = False):
+    """borg on prod, as root, with everything the push has: its key, the pinned host key,
+    the passphrase (confirmed: borg's "are you sure" answered yes)."""
+    ssh = (
+        "ssh -i /etc/oca-france/offsite-push -o IdentitiesOnly=yes -o BatchMode=yes"
+        " -o UserKnownHostsFile=/etc/oca-france/offsite.known_hosts"
+    )
+    sure = "BORG_DELETE_I_KNOW_WHAT_I_AM_DOING=YES " if confirmed else ""
+    return prod.run(
+        f"{sure}BORG_RSH={shlex.quote(ssh)} BORG_PASSCOMMAND='cat {PASSPHRASE}'"
+        f" BORG_REPO=ssh://borg@{backup_address}:22{REPOSITORY} borg {command}"
+    )
+
+
+def push_after_backup(prod, recette) -> str:
+    before = unit_invocation(prod, PUSH)
+    assert run_backup(prod, recette).rc == 0
+    assert wait_unit_done(prod, PUSH, before, timeout=300) == "success", prod.check_output(
+        f"journalctl -u {PUSH} -o cat --no-pager -n 20"
+    )
+    return backup_dirs(prod)[-1]
+
+
+def test_the_backup_host_is_converged(sandbox):
+    backup = sandbox.host(BACKUP_HOST)
+    assert backup.package("borgbackup").is_installed
+    passphrase = backup.file(PASSPHRASE)
+    assert (passphrase.user, passphrase.group, passphrase.mode) == ("root", "root", 0o600)
+    config = backup.file(f"{REPOSITORY}/config")
+    assert config.exists and config.user == "borg"
+    assert "append_only = 0" in config.content_string  # full access here; prod's key appends
+    key = backup.file("/etc/oca-france/authorized_keys/borg").content_string.splitlines()[-1]
+    assert key.startswith(
+        f'restrict,command="borg serve --append-only --restrict-to-repository {REPOSITORY}" '
+    )
+    assert backup.service("odoo-offsite-prune.timer").is_enabled
+    result = backup.run(
+        "systemd-analyze verify /etc/systemd/system/odoo-*.service /etc/systemd/system/odoo-*.timer"
+    )
+    assert result.rc == 0 and result.stderr.strip() == "", result.stderr
+
+
+def test_each_backup_reaches_the_backup_host_encrypted_and_deduplicated(sandbox, prod, recette):
+    backup = sandbox.host(BACKUP_HOST)
+    first = push_after_backup(prod, recette)
+    assert first in archives(backup)
+    # Day 2: 2 MiB of new attachments (with a marker the repository must not show in clear).
+    prod.check_output(
+        f"sudo -u odoo sh -c 'mkdir -p {filestore(PROD)}/5c &&"
+        f" (head -c 2097152 /dev/urandom; yes {MARKER} | head -c 65536)"
+        f" > {filestore(PROD)}/5c/5c2f'"
+    )
+    second = push_after_backup(prod, recette)
+    assert second != first and second in archives(backup)
+    info = json.loads(borg_here(backup, f"info --json {REPOSITORY}::{second}"))
+    stored = info["archives"][0]["stats"]["deduplicated_size"]
+    manifest = json.loads(prod.check_output(f"cat {BACKUPS}/{second}/manifest.json"))
+    # About what changed: the dump (compressed by pg_dump: new chunks) and the new attachment.
+    assert stored <= manifest["dump_bytes"] + 1.2 * (2 * 1024 * 1024 + 65536) + 512 * 1024, (
+        stored,
+        manifest["dump_bytes"],
+    )
+    # Encrypted on prod: nothing of the attachment in clear on the backup host.
+    assert backup.run(f"grep -rqs {MARKER} {REPOSITORY}").rc == 1
+    pushed = json.loads(prod.check_output("cat /home/odoo/.odoo_dumps/.offsite-push.json"))
+    assert (pushed["result"], pushed["archive"]) == ("success", second)
+
+
+def test_prods_key_can_only_append_and_the_guard_sees_a_delete(sandbox, prod):
+    backup = sandbox.host(BACKUP_HOST)
+    address = sandbox.addresses[BACKUP_HOST]
+    # The guard's first run: it records what it saw.
+    prune = unit_invocation(backup, PRUNE)
+    backup.check_output(f"systemctl start {PRUNE}")
+    assert wait_unit_done(backup, PRUNE, prune) == "success"
+    before = archives(backup)
+    assert before  # one a day kept: today's pushes are one archive now
+    # No shell, no other command: the key runs borg serve, whatever is asked.
+    shell = prod.run(
+        "ssh -i /etc/oca-france/offsite-push -o IdentitiesOnly=yes -o BatchMode=yes"
+        f" -o UserKnownHostsFile=/etc/oca-france/offsite.known_hosts borg@{address} id"
+    )
+    assert "uid=" not in shell.stdout
+    # Another repository: refused, nothing created.
+    elsewhere = prod.run(
+        "BORG_RSH='ssh -i /etc/oca-france/offsite-push -o IdentitiesOnly=yes -o BatchMode=yes"
+        " -o UserKnownHostsFile=/etc/oca-france/offsite.known_hosts'"
+        f" borg init --encryption=none ssh://borg@{address}:22/srv/borg/elsewhere"
+    )
+    assert elsewhere.rc != 0 and "not allowed" in elsewhere.stderr + elsewhere.stdout
+    assert backup.run("test -e /srv/borg/elsewhere").rc != 0
+    # Deleting the repository: refused; compacting: nothing changes.
+    destroy = with_prods_key(prod, address, "delete", confirmed=True)
+    assert destroy.rc != 0 and "append-only" in destroy.stderr, destroy.stderr
+    assert backup.file(f"{REPOSITORY}/config").exists
+    with_prods_key(prod, address, "compact")
+    assert archives(backup) == before
+    # Deleting an archive through it: a logged transaction, which the guard trips on.
+    victim = before[0]
+    with_prods_key(prod, address, f"delete ::{victim}")
+    prune = unit_invocation(backup, PRUNE)
+    backup.run(f"systemctl start {PRUNE}")
+    assert wait_unit_done(backup, PRUNE, prune) == "failed"
+    log = backup.check_output(f"journalctl -u {PRUNE} -o cat --no-pager -n 20")
+    assert f"archive(s) gone that this host did not prune: {victim}" in log
+    assert "nothing pruned nor compacted" in log
+    last = json.loads(backup.check_output("cat /var/lib/oca-france/offsite/last-prune.json"))
+    assert last["result"] == "guard tripped"
+    # And status says so.
+    status = backup.run(f"{BIN}/odoo-status")
+    assert status.rc == 1 and "the last prune:" in status.stdout, status.stdout
