@@ -14,6 +14,7 @@ import subprocess
 import time
 
 from .conftest import (
+    BACKUP_HOST,
     BACKUPS,
     BIN,
     DB,
@@ -589,6 +590,10 @@ def test_make_status_shows_each_host_and_flags_what_is_stale(sandbox, recette, p
         assert re.search(rf"\[{host}\]\s+service:\s+odoo-oca-france.service active, health ok", out)
     assert re.search(rf"\[{PROD}\]\s+last backup:\s+{newest}, 0\.\d h old", out)
     assert re.search(rf"\[{RECETTE}\]\s+production data:\s+{DB[PROD]}-\d{{8}}T\d{{6}}, taken", out)
+    # prod's last push off-site, and the backup host's side of it.
+    assert re.search(rf"\[{PROD}\]\s+last push:\s+{DB[PROD]}-\d{{8}}T\d{{6}} at ", out)
+    assert re.search(rf"\[{BACKUP_HOST}\]\s+last write:\s+\S+ \S+ \(0\.\d h ago\)", out)
+    assert re.search(rf"\[{BACKUP_HOST}\]\s+disk:\s+/srv/borg: \d+% used", out)
 
     # Stale: a backup older than 36 h on prod, production data older than 8 days on recette.
     manifest = f"{BACKUPS}/{newest}/manifest.json"

@@ -517,6 +517,10 @@ wait_gone() {
     return 1
 }
 
+# Torn down: a container is thrown away with its rootfs, so a shutdown that takes longer than
+# this is not waited for.
+readonly POWER_OFF_WAIT_SEC=15
+
 stop_container() {
     local name=$1 pid
     pid=$(cat "$(pidfile_of "$name")" 2>/dev/null) || pid=""
@@ -524,9 +528,9 @@ stop_container() {
         log "$name: powering off"
         kill -TERM "$pid" # nspawn asks the container's systemd to power off
     fi
-    if ! wait_gone 60 "$name"; then
+    if ! wait_gone "$POWER_OFF_WAIT_SEC" "$name"; then
         # A shutdown that hangs: kill what runs in the container, then nspawn itself.
-        log "$name: did not power off in 60s, killing its processes"
+        log "$name: did not power off in ${POWER_OFF_WAIT_SEC}s, killing its processes"
         container_pids "$name" | xargs -r kill -KILL
         if [[ -n "$pid" ]] && is_running "$name"; then
             kill -KILL "$pid"
