@@ -134,7 +134,7 @@ class KeyPair:
 
 # prod sends its backups to recette with one (recette lets it deliver backups, nothing more),
 # and pushes them to the backup host with another (which may only append to its repository).
-KEY_PAIRS = [
+_KEY_PAIRS = [
     KeyPair(
         "OCA_FRANCE_BACKUP_TRANSFER_KEY_FILE",
         "oca-france-backup-transfer",
@@ -157,7 +157,7 @@ KEY_PAIRS = [
 def group_data(group: str, targeted: set[str]) -> dict:
     """A group's secrets and its halves of the key pairs."""
     data = secrets_for(group, targeted)
-    for pair in KEY_PAIRS:
+    for pair in _KEY_PAIRS:
         data.update(pair.data_for(group, targeted))
     return data
 

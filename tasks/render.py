@@ -216,6 +216,7 @@ def backup_host_config(data) -> dict:
         "offsite_user": data.offsite_user,
         "offsite_repository": data.offsite_repository,
         "offsite_credential": OFFSITE_CREDENTIAL,
+        "offsite_passphrase_file": offsite_passphrase_file(data),
         "offsite_state_dir": offsite_state_dir(data),
         "offsite_keep_daily": data.offsite_keep_daily,
         "offsite_keep_weekly": data.offsite_keep_weekly,

@@ -31,6 +31,7 @@ readonly LINT=(
     "shellcheck:command -v shellcheck"
     "nodejs:command -v node" # the polkit rule is JavaScript: the static tests run it in node
     "rsync:command -v rsync" # the unit tests run recette's acceptance, which copies with it
+    "borgbackup:command -v borg" # ... and the backup host's guard and rollback, on a real repository
 )
 readonly SANDBOX=(
     "debootstrap:command -v debootstrap"

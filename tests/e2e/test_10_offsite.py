@@ -155,3 +155,25 @@ def test_prods_key_can_only_append_and_the_guard_sees_a_delete(sandbox, prod):
     status = backup.run(f"{BIN}/odoo-status")
     assert status.rc == 1 and "the last prune:" in status.stdout, status.stdout
     prod.check_output(f"rm -f {KEY_COPY}")
+
+    # Without lasting effect: the operator rolls back to the transaction before the delete
+    # (README), and the archive is back.
+    listed = backup.check_output(f"cd / && sudo -u borg {BIN}/odoo-offsite --transactions")
+    numbers = [int(line.split()[0]) for line in listed.splitlines()]
+    rolled = backup.run(f"{BIN}/odoo-offsite --rollback {numbers[-2]}")
+    assert rolled.rc == 0, rolled.stdout + rolled.stderr
+    assert f"undid {numbers[-1]}" in rolled.stdout
+    assert archives(backup) == before
+    # prod's borg refuses the older repository until told; told, its pushes resume.
+    push = unit_invocation(prod, PUSH)
+    prod.run(f"sudo -u odoo systemctl start {PUSH}")
+    assert wait_unit_done(prod, PUSH, push, timeout=120) == "exit-code"
+    told = prod.check_output(f"cd / && sudo -u odoo -H {BIN}/odoo-offsite-push --after-rollback")
+    assert "pushes resume" in told
+    push = unit_invocation(prod, PUSH)
+    prod.run(f"sudo -u odoo systemctl start {PUSH}")
+    assert wait_unit_done(prod, PUSH, push, timeout=120) == "success"
+    prune = unit_invocation(backup, PRUNE)
+    backup.run(f"systemctl start {PRUNE}")
+    assert wait_unit_done(backup, PRUNE, prune) == "success"
+    assert backup.run(f"{BIN}/odoo-status").rc == 0

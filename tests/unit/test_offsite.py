@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from tasks.render import backup_host_config
 
-from .conftest import PROD_DB, Host, moved_config, release_data, stamp, write_backup
+from .conftest import BIN, PROD_DB, Host, moved_config, release_data, stamp, write_backup
 
 # A fake borg: the repository is a JSON file of archives ({name, start}); what each call got
 # (arguments, the passphrase command, the working directory) is logged beside it.
@@ -166,10 +167,22 @@ def test_borgs_failure_is_said_with_its_cause(backup_host):
     assert "borg list failed (wrong passphrase)" in result.stderr
 
 
-def test_without_its_credential_it_refuses(backup_host):
+def test_without_its_credential_it_refuses_or_as_root_runs_as_the_owner(backup_host):
+    """Root (an operator) runs it as the repository's owner, the passphrase handed over as
+    its units do; anyone else, without the credential, is refused."""
+    backup_host.fake("systemd-run", "exit 0")
     result = backup_host.run("odoo-offsite", "--prune", FAKE_REPO=str(backup_host.repository.path))
-    assert result.returncode == 2
-    assert "no passphrase: run through its unit" in result.stderr
+    if os.geteuid() == 0:
+        assert result.returncode == 0, result.stderr
+        (call,) = [line for line in backup_host.logged() if line.startswith("systemd-run ")]
+        assert call == (
+            "systemd-run --quiet --wait --pipe --collect -p User=borg -p LoadCredential="
+            f"offsite-passphrase:{backup_host.config['offsite_passphrase_file']}"
+            f" {BIN / 'odoo-offsite'} --prune"
+        )
+    else:
+        assert result.returncode == 2
+        assert "no passphrase: run through its unit" in result.stderr
     assert backup_host.run("odoo-offsite", "--nothing").returncode == 2
 
 

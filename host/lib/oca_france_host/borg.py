@@ -12,6 +12,8 @@ from oca_france_host import runner
 
 # borg's exit status 2 with these words in its output: the cause, as an operator reads it.
 CAUSES = (
+    ("newer than repository", "the repository is older than borg here last saw it: rolled"
+     " back by the backup host (then: odoo-offsite-push --after-rollback, README), or an attack"),
     ("passphrase supplied in BORG_PASSPHRASE", "wrong passphrase"),
     ("passphrase", "wrong passphrase (ODOO_OCA_FRANCE_BORG_PASSPHRASE)"),
     ("Failed to create/acquire the lock", "the repository is locked (a borg still running,"

@@ -2,8 +2,10 @@
 the passphrase handed to the unit as a systemd credential (root's file, never in odoo's nor
 prod's reach).
 
-    odoo-offsite --init    create the repository (repokey-blake2), once (odoo-offsite-init)
-    odoo-offsite --prune   the guard, then prune and compact (odoo-offsite-prune.timer)
+    odoo-offsite --init          create the repository (repokey-blake2), once (odoo-offsite-init)
+    odoo-offsite --prune         the guard, then prune and compact (odoo-offsite-prune.timer)
+    odoo-offsite --transactions  the repository's transactions, and the last one this host made
+    odoo-offsite --rollback N    undo every transaction after N (a delete through prod's key)
 
 The guard: prod's key can only append (borg serve --append-only), so an archive deleted
 through it is only a transaction in the repository's log until a client with full access
@@ -15,14 +17,17 @@ says which archives went missing: the log's transactions can still be rolled bac
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
+import re
+import shutil
 import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from oca_france_host import borg, config
+from oca_france_host import borg, config, runner
 
 SEEN = "seen.json"  # the archives the last run left, and when
 LAST_PRUNE = "last-prune.json"  # the last run's result (status shows it)
@@ -37,10 +42,13 @@ def log(message: str, error: bool = False) -> None:
     print(line, file=sys.stderr if error else sys.stdout, flush=True)
 
 
-USAGE = """Usage: odoo-offsite --init | --prune
-  --init    create prod's repository (repokey-blake2), once
-  --prune   check the guard (no archive gone that this host did not prune, the newest
-            fresh), then prune (keep daily/weekly/monthly) and compact"""
+USAGE = """Usage: odoo-offsite --init | --prune | --transactions | --rollback N
+  --init            create prod's repository (repokey-blake2), once
+  --prune           check the guard (no archive gone that this host did not prune, the
+                    newest fresh), then prune (keep daily/weekly/monthly) and compact
+  --transactions    the repository's transactions (id, UTC time), and the last this host made
+  --rollback N      undo every transaction after N: what prod's key deleted comes back
+                    (never past the last transaction this host made: it compacted before)"""
 
 
 def environment(settings: dict) -> dict:
@@ -48,7 +56,7 @@ def environment(settings: dict) -> dict:
     if not credentials:
         raise config.ConfigError(
             "no passphrase: run through its unit (odoo-offsite-init or odoo-offsite-prune),"
-            " which hands it over as a credential"
+            " or as root (which hands it over the same way)"
         )
     passphrase = f"{credentials}/{settings['offsite_credential']}"
     return borg.environment(passphrase, settings["offsite_repository"])
@@ -127,9 +135,17 @@ def prune(settings: dict) -> int:
     del output  # borg prune --list logs on stderr; what is left is listed below
     kept = borg.archives(env)
     pruned = sorted({a["name"] for a in archives} - {a["name"] for a in kept})
-    # What this run left: the next run's guard compares with it.
-    write_json(state_file(settings, SEEN), {"time": when, "archives": [a["name"] for a in kept]})
     borg.run(["compact"], env)
+    # What this run left: the next run's guard compares with it; a rollback never goes past
+    # its last transaction (the compact may have removed what came before).
+    write_json(
+        state_file(settings, SEEN),
+        {
+            "time": when,
+            "archives": [a["name"] for a in kept],
+            "transaction": last_transaction(settings),
+        },
+    )
     result = {
         "time": when,
         "result": "success",
@@ -146,18 +162,170 @@ def prune(settings: dict) -> int:
     return 0
 
 
+TRANSACTION = re.compile(r"transaction (\d+), UTC time (\S+)")
+
+
+def transactions(settings: dict) -> list[tuple[int, str]]:
+    """(id, UTC time) of each transaction in the repository's log, oldest first."""
+    log_file = Path(settings["offsite_repository"], "transactions")
+    found = []
+    if not log_file.exists():  # a repository nothing was committed to yet
+        return found
+    for line in log_file.read_text(encoding="utf-8").splitlines():
+        match = TRANSACTION.fullmatch(line.strip())
+        if match:
+            found.append((int(match.group(1)), match.group(2)))
+    return found
+
+
+def last_transaction(settings: dict) -> int | None:
+    done = transactions(settings)
+    return done[-1][0] if done else None
+
+
+def show_transactions(settings: dict) -> int:
+    own = read_json(state_file(settings, SEEN), {}).get("transaction")
+    for number, when in transactions(settings):
+        mark = "  <- the last this host made (its prune)" if number == own else ""
+        print(f"{number:>8}  {when}{mark}")
+    return 0
+
+
+def numbered(directory: Path, prefix: str = "") -> list[tuple[int, Path]]:
+    """The regular files named <prefix><number> in directory (never a link)."""
+    found = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            name = entry.name.removeprefix(prefix)
+            if (
+                entry.name.startswith(prefix)
+                and name.isdigit()
+                and entry.is_file(follow_symlinks=False)
+            ):
+                found.append((int(name), Path(entry.path)))
+    return found
+
+
+def rollback(settings: dict, target: int) -> int:
+    """Drop the transactions after `target`: its segments, and the index, hints and integrity
+    files borg then rebuilds by replaying the segments left (borg's append-only recovery)."""
+    repository = Path(settings["offsite_repository"])
+    known = [number for number, _ in transactions(settings)]
+    if target not in known:
+        log(f"ERROR: no transaction {target} in {repository}/transactions (--transactions)", True)
+        return 2
+    own = read_json(state_file(settings, SEEN), {}).get("transaction")
+    if own is not None and target < own:
+        log(
+            f"ERROR: transaction {target} is before {own}, the last this host made (its prune"
+            f" compacted what came before): roll back to {own} or later",
+            error=True,
+        )
+        return 2
+    later = [n for n in known if n > target]
+    if not later:
+        log(f"transaction {target} is the last: nothing to undo")
+        return 0
+    env = environment(settings)
+    # borg's own exclusive lock (its lock.exclusive directory, taken by mkdir): a push or a
+    # prune that starts meanwhile waits, then fails and is tried again. (borg with-lock would
+    # commit its own view of the repository when the command ends, undoing the rollback.)
+    lock = repository / "lock.exclusive"
+    try:
+        lock.mkdir()
+    except FileExistsError:
+        log(f"ERROR: {repository} is locked (a borg runs): try again once it is done", True)
+        return 1
+    holder = lock / "odoo-offsite-rollback"  # not borg's name form: never taken as stale
+    holder.touch()
+    try:
+        drop_after(settings, target)
+    finally:
+        holder.unlink()
+        lock.rmdir()
+    borg.run(["check", "--repository-only"], env)
+    forget_newer_manifest(repository)
+    names = [archive["name"] for archive in borg.archives(env)]
+    log(
+        f"rolled back to transaction {target} (undid {', '.join(map(str, later))});"
+        f" {len(names)} archive(s): {', '.join(names)}. On prod, once: README, Off-site copies"
+        " (its borg refuses a repository older than it saw until told)"
+    )
+    return 0
+
+
+def forget_newer_manifest(repository: Path) -> None:
+    """This host's own borg saw the manifest the rollback undid: it would refuse the older one
+    as an attack. The rollback is this host's deliberate act: its memory of that manifest (the
+    manifest's timestamp, the cache) goes; the nonce it used stays (never reused)."""
+    config = configparser.ConfigParser()
+    config.read(repository / "config")
+    repository_id = config["repository"]["id"]
+    home = Path(os.path.expanduser("~"))  # borg's own rule (its unit: the owner's home)
+    security = home / ".config" / "borg" / "security" / repository_id
+    (security / "manifest-timestamp").unlink(missing_ok=True)
+    shutil.rmtree(home / ".cache" / "borg" / repository_id, ignore_errors=True)
+
+
+def drop_after(settings: dict, target: int) -> None:
+    """The rollback's file work, under the repository's lock."""
+    repository = Path(settings["offsite_repository"])
+    for directory in (repository / "data").iterdir():
+        if directory.is_dir() and not directory.is_symlink():
+            for number, segment in numbered(directory):
+                if number > target:
+                    segment.unlink()
+    for prefix in ("index.", "hints.", "integrity."):
+        for number, path in numbered(repository, prefix):
+            if number > target:
+                path.unlink()
+    log_file = repository / "transactions"
+    kept = [
+        line
+        for line in log_file.read_text(encoding="utf-8").splitlines(keepends=True)
+        if not (m := TRANSACTION.fullmatch(line.strip())) or int(m.group(1)) <= target
+    ]
+    staged = log_file.with_name(".transactions.new")
+    staged.write_text("".join(kept), encoding="utf-8")
+    staged.replace(log_file)
+
+
+def as_owner_with_passphrase(settings: dict, argv: list[str]) -> int:
+    """Root (an operator): the same program as the repository's owner, handed the passphrase
+    as its units are (a systemd credential), its output here."""
+    argv0 = str(Path(sys.argv[0]).resolve())
+    done = runner.run(
+        [
+            "systemd-run", "--quiet", "--wait", "--pipe", "--collect",
+            "-p", f"User={settings['offsite_user']}",
+            "-p", f"LoadCredential={settings['offsite_credential']}:"
+            f"{settings['offsite_passphrase_file']}",
+            argv0, *argv,
+        ],
+        check=False,
+    )  # fmt: skip
+    return done.returncode
+
+
 def main(argv: list[str]) -> int:
     settings = config.load()
     if argv in (["-h"], ["--help"]):
         print(USAGE)
         return 0
     os.chdir("/")
+    handed = "CREDENTIALS_DIRECTORY" in os.environ
+    if os.geteuid() == 0 and not handed and argv[:1] in (["--prune"], ["--rollback"]):
+        return as_owner_with_passphrase(settings, argv)
     try:
         if argv == ["--init"]:
             return init(settings)
         if argv == ["--prune"]:
             return prune(settings)
-    except borg.BorgError as error:
+        if argv == ["--transactions"]:
+            return show_transactions(settings)
+        if len(argv) == 2 and argv[0] == "--rollback" and argv[1].isdigit():
+            return rollback(settings, int(argv[1]))
+    except (borg.BorgError, OSError, ValueError) as error:
         log(f"ERROR: {error}", error=True)
         return 1
     print(USAGE, file=sys.stderr)

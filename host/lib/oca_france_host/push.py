@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,10 +31,11 @@ def log(message: str, error: bool = False) -> None:
 
 def usage(settings: dict) -> str:
     return (
-        "Usage: odoo-offsite-push [-h|--help]\n"
+        "Usage: odoo-offsite-push [-h|--help|--after-rollback]\n"
         f"Pushes the newest complete backup in {settings['backup_dir']} to\n"
         f"{settings['offsite_repository_url']} (borg, encrypted here). Run by"
-        " odoo-offsite-push.service\nafter each successful backup."
+        " odoo-offsite-push.service\nafter each successful backup. --after-rollback: once the"
+        " backup host rolled the\nrepository back, lets borg here accept it (README)."
     )
 
 
@@ -112,8 +114,28 @@ def record(settings: dict, result: dict) -> None:
     staged.replace(path)
 
 
+def after_rollback(settings: dict) -> int:
+    """Once the backup host rolled its repository back (a delete through this key undone):
+    borg here remembers the newer manifest it saw and refuses the repository as an attack.
+    Told by the operator, it forgets that manifest (its timestamp, its cache); the nonce it
+    used stays, never reused."""
+    home = Path(os.path.expanduser("~"))  # borg's own rule (its unit: odoo's home)
+    security, cache = home / ".config" / "borg" / "security", home / ".cache" / "borg"
+    url = settings["offsite_repository_url"]
+    for location in security.glob("*/location"):
+        if location.read_text(encoding="utf-8").strip() == url:
+            (location.parent / "manifest-timestamp").unlink(missing_ok=True)
+            shutil.rmtree(cache / location.parent.name, ignore_errors=True)
+            log(f"forgot the manifest {url} had before its rollback: pushes resume")
+            return 0
+    log(f"borg here has never reached {url}: nothing to forget")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     settings = config.load()
+    if argv == ["--after-rollback"]:
+        return after_rollback(settings)
     refused = programs.refused_arguments(argv, usage(settings))
     if refused is not None:
         return refused

@@ -1,0 +1,122 @@
+"""The backup host's guard and rollback on a real borg repository (Debian's borg): prod's
+side reaches it through `borg serve --append-only`, as its forced command does, over a local
+pipe instead of SSH."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tasks.render import backup_host_config
+
+from .conftest import Host, moved_config, release_data
+
+PASSPHRASE = "real-borg-passphrase-3a9c"
+
+
+@pytest.fixture
+def real(unit_inventory, tmp_path, make_host):
+    """The backup host's config and repository (created by odoo-offsite --init), and prod:
+    a borg client whose "ssh" runs the forced command."""
+    data = release_data(unit_inventory, "oca-france-backup", "debian-13")
+    root = tmp_path / "backup"
+    root.mkdir()
+    config = moved_config(backup_host_config(data), root)
+    for key in ("offsite_repository", "offsite_state_dir"):
+        config[key] = f"{root}{config[key]}"
+    Path(config["offsite_state_dir"]).mkdir(parents=True)
+    Path(config["offsite_repository"]).parent.mkdir(parents=True)
+    host = Host(root, config)
+    credentials = root / "credentials"
+    credentials.mkdir()
+    (credentials / config["offsite_credential"]).write_text(PASSPHRASE + "\n")
+    home = root / "home"
+    home.mkdir()
+
+    def offsite(*args):
+        return host.run(
+            "odoo-offsite", *args, CREDENTIALS_DIRECTORY=str(credentials), HOME=str(home)
+        )
+
+    assert offsite("--init").returncode == 0
+    repository = config["offsite_repository"]
+    serve = tmp_path / "forced-command"
+    serve.write_text(
+        f"#!/bin/sh\nexec env HOME={home} borg serve --append-only"
+        f" --restrict-to-repository {repository}\n"
+    )
+    serve.chmod(0o755)
+    prod_home = tmp_path / "prod"
+    (prod_home / "data").mkdir(parents=True)
+
+    def prod(*args):
+        (prod_home / "pass").write_text(PASSPHRASE)
+        return subprocess.run(
+            ["borg", *args],
+            cwd=prod_home / "data",
+            capture_output=True,
+            text=True,
+            env={
+                **os.environ,
+                "HOME": str(prod_home),
+                "BORG_RSH": str(serve),
+                "BORG_REPO": f"ssh://borg@backup.test{repository}",
+                "BORG_PASSCOMMAND": f"cat {prod_home / 'pass'}",
+            },
+        )
+
+    def push(name: str) -> None:
+        (prod_home / "data" / name).write_text(f"backup {name}\n")
+        done = prod("create", f"::{name}", ".")
+        assert done.returncode == 0, done.stderr
+
+    prod_config = make_host("oca-france-prod")
+    prod_config.config["offsite_repository_url"] = f"ssh://borg@backup.test{repository}"
+    prod_config.write_config()
+    prod.after_rollback = lambda: prod_config.run(
+        "odoo-offsite-push", "--after-rollback", HOME=str(prod_home)
+    )
+    return offsite, prod, push, Path(config["offsite_state_dir"])
+
+
+def test_a_delete_through_the_append_only_key_trips_the_guard_and_rolls_back(real):
+    offsite, prod, push, state = real
+    for name in ("day-1", "day-2"):
+        push(name)
+    first = offsite("--prune")
+    assert first.returncode == 0, first.stdout + first.stderr
+    seen = json.loads((state / "seen.json").read_text())
+    # borg keeps the oldest too while it has fewer days than keep-daily: nothing pruned yet.
+    assert seen["archives"] == ["day-1", "day-2"]
+    push("day-3")
+    # Through prod's key: the archive is gone from the listing, the data only in the log.
+    assert prod("delete", "::day-2").returncode == 0
+    assert prod("list", "--short").stdout.split() == ["day-1", "day-3"]
+    tripped = offsite("--prune")
+    assert tripped.returncode == 1
+    assert "gone that this host did not prune: day-2" in tripped.stderr
+    # The transactions, the last this host made marked; back to the one before the delete:
+    # day-3's push stays.
+    listed = offsite("--transactions")
+    assert listed.returncode == 0
+    own = seen["transaction"]
+    assert f"{own:>8}  " in listed.stdout and "<- the last this host made" in listed.stdout
+    later = [int(line.split()[0]) for line in listed.stdout.splitlines()]
+    push_of_day_3, delete = later[-2], later[-1]
+    assert offsite("--rollback", str(own - 1)).returncode == 2  # never past its own
+    rolled = offsite("--rollback", str(push_of_day_3))
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert f"undid {delete}" in rolled.stdout
+    assert "3 archive(s): day-1, day-2, day-3" in rolled.stdout
+    # prod's borg refuses a repository older than it saw, until its operator says so (README).
+    refused = prod("list", "--short")
+    assert refused.returncode != 0 and "newer than repository" in refused.stderr
+    told = prod.after_rollback()
+    assert told.returncode == 0 and "pushes resume" in told.stdout, told.stdout + told.stderr
+    assert prod("list", "--short").stdout.split() == ["day-1", "day-2", "day-3"]
+    again = offsite("--prune")
+    assert again.returncode == 0, again.stdout + again.stderr
