@@ -143,7 +143,7 @@ def test_refresh_from_production_end_to_end(sandbox, recette, prod):
         f"systemctl stop odoo-weekly-deploy.timer && touch -d '8 days ago' {WEEKLY_STAMP}"
     )
     power_cut_and_boot(RECETTE)
-    result = wait_unit_done(recette, refresh, "", timeout=300)
+    result = wait_unit_done(recette, refresh, "", timeout=600)
     assert result == "success", recette.check_output(
         f"journalctl -u {refresh} -o cat --no-pager -n 30"
     )

@@ -30,8 +30,12 @@ if fail:
     print(fail, file=sys.stderr)
     sys.exit(2)
 command = sys.argv[1]
+def ident(name):  # an archive's id: 64 hex digits, one per name (REPLACED: another one)
+    import hashlib
+    replaced = name in os.environ.get("FAKE_REPLACED", "").split()
+    return hashlib.sha256((name + ("-again" if replaced else "")).encode()).hexdigest()
 if command == "list":
-    print(json.dumps({"archives": [dict(a, id="x" + a["name"]) for a in archives]}))
+    print(json.dumps({"archives": [dict(a, id=ident(a["name"])) for a in archives]}))
 elif command == "create":
     name = sys.argv[-2].removeprefix("::")
     archives.append({"name": name, "start": datetime.now().isoformat()})
@@ -39,6 +43,10 @@ elif command == "create":
                       "compressed_size": 2000, "deduplicated_size": 1000}}}))
 elif command == "prune":
     gone = set(os.environ.get("FAKE_PRUNES", "").split())
+    for a in archives:
+        if a["name"] in gone:
+            print(f"Pruning archive (1/1): {a['name']}  Thu, 2026-12-03 [{ident(a['name'])}]",
+                  file=sys.stderr)
     archives = [a for a in archives if a["name"] not in gone]
 json.dump(archives, open(repo, "w"))
 """
@@ -105,7 +113,14 @@ def test_prune_keeps_its_retention_and_records_what_it_left(backup_host):
     assert result.returncode == 0, result.stdout + result.stderr
     assert repo.commands() == ["list", "prune", "list", "compact"]
     prune = repo.calls()[1]["argv"]
-    assert prune == ["prune", "--list", "--keep-daily=14", "--keep-weekly=8", "--keep-monthly=12"]
+    assert prune == [
+        "prune",
+        "--lock-wait=600",
+        "--list",
+        "--keep-daily=14",
+        "--keep-weekly=8",
+        "--keep-monthly=12",
+    ]
     # The passphrase: the unit's credential, read by borg, never in an argument.
     for call in repo.calls():
         assert call["passcommand"].startswith("cat ") and call["passcommand"].endswith(
@@ -114,7 +129,7 @@ def test_prune_keeps_its_retention_and_records_what_it_left(backup_host):
         assert "the-passphrase-7d1e" not in json.dumps(call)
         assert call["repo"] == backup_host.config["offsite_repository"]
     state = Path(backup_host.config["offsite_state_dir"])
-    assert json.loads((state / "seen.json").read_text())["archives"] == ["a2", "a3"]
+    assert list(json.loads((state / "seen.json").read_text())["archives"]) == ["a2", "a3"]
     last = json.loads((state / "last-prune.json").read_text())
     assert (last["result"], last["pruned"], last["archives"]) == ("success", ["a1"], 2)
     assert "pruned 1 archive(s) (a1), kept 2; compacted" in result.stdout
@@ -132,7 +147,7 @@ def test_an_archive_gone_behind_its_back_trips_the_guard(backup_host):
     calls_before = len(repo.calls())
     result = backup_host.offsite("--prune", FAKE_PRUNES="a1")
     assert result.returncode == 1
-    assert "GUARD: 1 archive(s) gone that this host did not prune: a2" in result.stderr
+    assert "GUARD: 1 archive(s) gone or replaced that this host did not prune: a2" in result.stderr
     assert "nothing pruned nor compacted" in result.stderr
     assert [c["argv"][0] for c in repo.calls()[calls_before:]] == ["list"]
     assert repo.names() == ["a1", "a3", "a4"]
@@ -140,6 +155,54 @@ def test_an_archive_gone_behind_its_back_trips_the_guard(backup_host):
     assert json.loads((state / "last-prune.json").read_text())["result"] == "guard tripped"
     # It stays tripped: the next run says the same (an operator decides).
     assert backup_host.offsite("--prune").returncode == 1
+
+
+def test_an_archive_replaced_under_its_name_trips_the_guard(backup_host):
+    repo = backup_host.repository
+    repo.set(("a1", days_ago(1)), ("a2", days_ago(0.1)))
+    assert backup_host.offsite("--prune").returncode == 0
+    # Deleted, then pushed again under the same name (another archive: another id).
+    result = backup_host.offsite("--prune", FAKE_REPLACED="a1")
+    assert result.returncode == 1
+    assert "gone or replaced that this host did not prune: a1" in result.stderr
+    assert repo.commands()[-1] == "list"
+
+
+def test_a_backdated_or_future_archive_trips_the_guard(backup_host):
+    """Archives pushed with --timestamp would take real ones' places in the retention."""
+    repo = backup_host.repository
+    repo.set(("a1", days_ago(3)), ("a2", days_ago(0.1)))
+    assert backup_host.offsite("--prune").returncode == 0
+    repo.set(("a1", days_ago(3)), ("a2", days_ago(0.1)), ("junk", days_ago(20)))
+    result = backup_host.offsite("--prune")
+    assert result.returncode == 1
+    assert "dated before the last prune or in the future: junk" in result.stderr
+    repo.set(("a1", days_ago(3)), ("a2", days_ago(0.1)), ("later", days_ago(-30)))
+    result = backup_host.offsite("--prune")
+    assert result.returncode == 1 and "in the future: later" in result.stderr
+    # A push that started a little before the last prune and landed after: fine.
+    repo.set(("a1", days_ago(3)), ("a2", days_ago(0.1)), ("a3", days_ago(0.2)))
+    assert backup_host.offsite("--prune").returncode == 0
+
+
+def test_an_archive_gone_during_the_prune_stops_it_before_compacting(backup_host):
+    """Deleted through prod's key between the guard's look and the prune: not counted as
+    pruned, and nothing compacted (the log can still roll it back)."""
+    repo = backup_host.repository
+    repo.set(("a1", days_ago(2)), ("a2", days_ago(1)), ("a3", days_ago(0.1)))
+    # The fake prune removes a2 without saying so (FAKE_PRUNES lists what it says it pruned):
+    # as when another client deleted it meanwhile.
+    script = backup_host.root / "fake_borg.py"
+    script.write_text(
+        script.read_text().replace(
+            'elif command == "prune":',
+            'elif command == "prune":\n    archives = [a for a in archives if a["name"] != "a2"]',
+        )
+    )
+    result = backup_host.offsite("--prune")
+    assert result.returncode == 1
+    assert "gone during the prune, not by it: a2" in result.stderr
+    assert "compact" not in repo.commands()
 
 
 def test_no_fresh_archive_trips_the_guard(backup_host):
@@ -211,7 +274,15 @@ def test_the_push_sends_the_newest_backup_once(prod_host):
     result = prod_host.push()
     assert result.returncode == 0, result.stdout + result.stderr
     create = prod_host.repository.calls()[-1]
-    assert create["argv"] == ["create", "--json", "--compression", "zstd,3", f"::{newest}", "."]
+    assert create["argv"] == [
+        "create",
+        "--lock-wait=600",
+        "--json",
+        "--compression",
+        "zstd,3",
+        f"::{newest}",
+        ".",
+    ]
     assert create["cwd"] == str(backups / newest)
     assert create["repo"] == "ssh://borg@backup.test:22/srv/borg/oca-france-prod"
     assert create["passcommand"] == f"cat {prod_host.config['offsite_passphrase_file']}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
 
 from oca_france_host import runner
 
@@ -61,19 +62,25 @@ def cause(output: str) -> str:
     return "see borg's output above"
 
 
-def run(args: list[str], env: dict, cwd: str | None = None) -> str:
-    """borg ARGS; its stdout. On failure a BorgError with the cause and borg's last lines."""
-    done = runner.run(["borg", *args], env=env, cwd=cwd, capture=True, check=False)
+# How long borg waits for the repository's lock (a push, a prune) before it fails.
+LOCK_WAIT_SEC = 600
+
+
+def run(args: list[str], env: dict, cwd: str | None = None) -> subprocess.CompletedProcess:
+    """borg ARGS (its output captured). On failure a BorgError with the cause and borg's last
+    lines."""
+    argv = ["borg", args[0], f"--lock-wait={LOCK_WAIT_SEC}", *args[1:]]
+    done = runner.run(argv, env=env, cwd=cwd, capture=True, check=False)
     if done.returncode not in (0, 1):  # 1: a warning (a file changed while read...)
         output = f"{done.stdout or ''}\n{done.stderr or ''}".strip()
         last = " | ".join(output.splitlines()[-3:])
         raise BorgError(f"borg {args[0]} failed ({cause(output)}): {last}")
-    return done.stdout
+    return done
 
 
 def archives(env: dict) -> list[dict]:
     """The repository's archives, oldest first: name, start (ISO), id."""
-    listed = json.loads(run(["list", "--json"], env))
+    listed = json.loads(run(["list", "--json"], env).stdout)
     return [
         {"name": a["name"], "start": a["start"], "id": a["id"]} for a in listed.get("archives", [])
     ]

@@ -89,19 +89,51 @@ def init(settings: dict) -> int:
     return 0
 
 
+# A push commits its archive after it started, up to its retries later: an archive new since
+# the last run may start this long before that run; never earlier (backdated), nor ahead of
+# the clock (future-dated: it would look fresh for ever).
+PUSH_GRACE = timedelta(hours=12)
+CLOCK_SKEW = timedelta(hours=1)
+PRUNED = re.compile(r"^Pruning archive.*\[([0-9a-f]{64})\]\s*$")
+
+
+def start_of(archive: dict) -> datetime:
+    return datetime.fromisoformat(archive["start"])
+
+
 def guard(settings: dict, archives: list[dict], now: datetime) -> None:
-    """Raises GuardTripped when an archive seen last time is gone, or none is fresh."""
-    seen = read_json(state_file(settings, SEEN), {"archives": []})
-    names = {archive["name"] for archive in archives}
-    missing = sorted(set(seen["archives"]) - names)
+    """Raises GuardTripped when an archive seen last time is gone or replaced (same name,
+    another archive), when a new one is dated before the last run or in the future (it would
+    take a real one's place in the retention), or when none is fresh."""
+    seen = read_json(state_file(settings, SEEN), {})
+    known = seen.get("archives") if isinstance(seen.get("archives"), dict) else {}
+    present = {(a["name"], a["id"]) for a in archives}
+    missing = sorted(name for name, ident in known.items() if (name, ident) not in present)
     if missing:
         raise GuardTripped(
-            f"{len(missing)} archive(s) gone that this host did not prune: {', '.join(missing)}"
-            " (deleted through prod's key? the repository's log can still roll it back)"
+            f"{len(missing)} archive(s) gone or replaced that this host did not prune:"
+            f" {', '.join(missing)} (deleted through prod's key? the repository's log can"
+            " still roll it back: README)"
         )
     if not archives:
         raise GuardTripped("the repository holds no archive (no push ever arrived)")
-    newest = max(datetime.fromisoformat(archive["start"]) for archive in archives)
+    since = datetime.fromisoformat(seen["time"]) if seen.get("time") else None
+    odd = sorted(
+        a["name"]
+        for a in archives
+        if a["id"] not in known.values()
+        and (
+            start_of(a) > now + CLOCK_SKEW
+            or (since is not None and start_of(a) < since - PUSH_GRACE)
+        )
+    )
+    if odd:
+        raise GuardTripped(
+            f"archive(s) dated before the last prune or in the future: {', '.join(odd)}"
+            " (pushed through prod's key with --timestamp? they would take real archives'"
+            " places in the retention)"
+        )
+    newest = max(start_of(a) for a in archives)
     limit = timedelta(hours=int(settings["offsite_max_age_hours"]))
     if now - newest > limit:
         raise GuardTripped(
@@ -110,19 +142,26 @@ def guard(settings: dict, archives: list[dict], now: datetime) -> None:
         )
 
 
+def tripped(settings: dict, when: str, error: GuardTripped) -> int:
+    log(f"GUARD: {error}; nothing pruned nor compacted", error=True)
+    write_json(
+        state_file(settings, LAST_PRUNE),
+        {"time": when, "result": "guard tripped", "error": str(error)},
+    )
+    return 1
+
+
 def prune(settings: dict) -> int:
     env = environment(settings)
     started = time.monotonic()
-    when = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    last = state_file(settings, LAST_PRUNE)
+    now = datetime.now()
+    when = now.isoformat(timespec="seconds")
+    before = borg.archives(env)
     try:
-        archives = borg.archives(env)
-        guard(settings, archives, datetime.now())
+        guard(settings, before, now)
     except GuardTripped as error:
-        log(f"GUARD: {error}; nothing pruned nor compacted", error=True)
-        write_json(last, {"time": when, "result": "guard tripped", "error": str(error)})
-        return 1
-    output = borg.run(
+        return tripped(settings, when, error)
+    listed = borg.run(
         [
             "prune",
             "--list",
@@ -132,9 +171,19 @@ def prune(settings: dict) -> int:
         ],
         env,
     )
-    del output  # borg prune --list logs on stderr; what is left is listed below
+    ours = {m.group(1) for line in listed.stderr.splitlines() if (m := PRUNED.match(line))}
     kept = borg.archives(env)
-    pruned = sorted({a["name"] for a in archives} - {a["name"] for a in kept})
+    # Gone meanwhile, and not by this prune (a delete through prod's key between the check and
+    # the prune): nothing compacted, so the log can still roll it back.
+    still = {a["id"] for a in kept}
+    others = sorted(a["name"] for a in before if a["id"] not in ours and a["id"] not in still)
+    if others:
+        return tripped(
+            settings,
+            when,
+            GuardTripped(f"archive(s) gone during the prune, not by it: {', '.join(others)}"),
+        )
+    pruned = sorted(a["name"] for a in before if a["id"] in ours)
     borg.run(["compact"], env)
     # What this run left: the next run's guard compares with it; a rollback never goes past
     # its last transaction (the compact may have removed what came before).
@@ -142,19 +191,21 @@ def prune(settings: dict) -> int:
         state_file(settings, SEEN),
         {
             "time": when,
-            "archives": [a["name"] for a in kept],
+            "archives": {a["name"]: a["id"] for a in kept},
             "transaction": last_transaction(settings),
         },
     )
-    result = {
-        "time": when,
-        "result": "success",
-        "archives": len(kept),
-        "pruned": pruned,
-        "newest": kept[-1]["name"] if kept else None,
-        "seconds": round(time.monotonic() - started, 1),
-    }
-    write_json(last, result)
+    write_json(
+        state_file(settings, LAST_PRUNE),
+        {
+            "time": when,
+            "result": "success",
+            "archives": len(kept),
+            "pruned": pruned,
+            "newest": kept[-1]["name"] if kept else None,
+            "seconds": round(time.monotonic() - started, 1),
+        },
+    )
     log(
         f"pruned {len(pruned)} archive(s) ({', '.join(pruned) or 'none'}), kept {len(kept)};"
         " compacted"

@@ -85,7 +85,7 @@ def push(settings: dict) -> dict:
         ],
         env,
         cwd=str(backup),
-    )  # fmt: skip
+    ).stdout  # fmt: skip
     stats = json.loads(output)["archive"]["stats"]
     result = {
         "archive": backup.name,
