@@ -28,7 +28,7 @@ SANDBOX = ["bash", str(PROJECT_DIR / "tests" / "sandbox" / "sandbox.sh")]
 STATE_DIR = Path("/var/lib/oca-france-sandbox")
 PYINFRA = ["pyinfra", "-y", "inventory.py", "deploy.py", "--group-data", f"{STATE_DIR}/group_data"]
 # Sandbox host -> its release (tests/sandbox/sandbox.sh CONTAINERS).
-HOSTS = {"recette": "Debian 13", "prod": "Debian 12"}
+HOSTS = {"recette": "Debian 13", "prod": "Debian 12", "backup": "Debian 13"}
 
 
 def timed(label: str, command: list[str], env: dict[str, str] | None = None) -> tuple[str, float]:
@@ -76,7 +76,7 @@ def main() -> None:
             limit = ["--limit", group]
             label = f"no-op re-apply, {group} ({release})"
             figures.append(timed(label, [*PYINFRA, *limit], sandbox_env()))
-        figures.append(timed("no-op re-apply, both hosts", PYINFRA, sandbox_env()))
+        figures.append(timed("no-op re-apply, all three hosts", PYINFRA, sandbox_env()))
         if not args.no_backups:
             backup_rows = benchmark_backups.run()
         if not args.no_deploys:
