@@ -37,15 +37,10 @@ for template, path, wanted in (
         files.file(name=f"Remove {path} (its channel is not set)", path=path, present=False)
 
 units = [
-    install_template(
-        name="Install oca-france-notify@.service", template="oca-france-notify@.service.j2"
-    )
+    install_template(name=f"Install {name}", template=f"{name}.j2")
+    for name in ("oca-france-notify@.service", "odoo-check.service", "odoo-check.timer")
 ]
-if not data.backup_host:  # Odoo's hosts: the periodic check, PostgreSQL's failures
-    units += [
-        install_template(name=f"Install {name}", template=f"{name}.j2")
-        for name in ("odoo-check.service", "odoo-check.timer")
-    ]
+if not data.backup_host:  # Odoo's hosts: PostgreSQL's failures too
     units.append(
         install_template(
             name="Make PostgreSQL's clusters alert when they fail (a drop-in: OnFailure=)",
@@ -55,10 +50,9 @@ if not data.backup_host:  # Odoo's hosts: the periodic check, PostgreSQL's failu
 
 systemd.daemon_reload(name="Reload systemd (the alerts' units changed)", _if=any_changed(*units))
 
-if not data.backup_host:
-    systemd.service(
-        name="Enable and start odoo-check.timer (disks and backups' ages, every 15 minutes)",
-        service="odoo-check.timer",
-        running=True,
-        enabled=True,
-    )
+systemd.service(
+    name="Enable and start odoo-check.timer (disks and backups' ages, every 15 minutes)",
+    service="odoo-check.timer",
+    running=True,
+    enabled=True,
+)

@@ -520,8 +520,8 @@ BACKUP_HOST_UNITS = (
 
 
 def shared_files(data, odoo: bool) -> dict[str, tuple[str, dict]]:
-    """What every host gets: fail2ban's jail, the alerts' notifier; on Odoo's hosts, the
-    periodic check and PostgreSQL's drop-in too."""
+    """What every host gets: fail2ban's jail, the alerts' notifier, the periodic check; on
+    Odoo's hosts, PostgreSQL's drop-in too."""
     files = {}
     if data.fail2ban_enabled:
         files["fail2ban-sshd.local.j2"] = ("/etc/fail2ban/jail.d/sshd.local", {})
@@ -530,9 +530,9 @@ def shared_files(data, odoo: bool) -> dict[str, tuple[str, dict]]:
         "/etc/systemd/system/oca-france-notify@.service",
         alerts,
     )
+    for kind in ("service", "timer"):
+        files[f"odoo-check.{kind}.j2"] = (f"/etc/systemd/system/odoo-check.{kind}", alerts)
     if odoo:
-        for kind in ("service", "timer"):
-            files[f"odoo-check.{kind}.j2"] = (f"/etc/systemd/system/odoo-check.{kind}", alerts)
         files["postgresql-alerts.conf.j2"] = (
             "/etc/systemd/system/postgresql@.service.d/oca-france-alerts.conf",
             alerts,

@@ -309,3 +309,23 @@ def test_a_failed_push_is_retried_then_fails_with_its_cause(prod_host):
     pushed = json.loads(state.read_text())
     assert pushed["result"] == "failed" and "refused the connection" in pushed["error"]
     assert pushed["last_success"] == "2026-12-01T01:00:00+0100"  # kept for status
+
+
+def test_status_on_the_backup_host(backup_host):
+    backup_host.fake("systemctl", "exit 0")  # no failed unit
+    repository = Path(backup_host.config["offsite_repository"])
+    result = backup_host.run("odoo-status")
+    assert result.returncode == 1
+    assert "has received nothing" in result.stdout
+    (repository / "index.12").write_text("")
+    result = backup_host.run("odoo-status")
+    assert result.returncode == 0, result.stdout
+    assert "last write:" in result.stdout and "last prune:       none yet" in result.stdout
+    assert f"disk:             {backup_host.root}: " in result.stdout
+    state = Path(backup_host.config["offsite_state_dir"])
+    (state / "last-prune.json").write_text(
+        json.dumps({"time": "2026-12-03T11:00:00", "result": "guard tripped", "error": "a2 gone"})
+    )
+    result = backup_host.run("odoo-status")
+    assert result.returncode == 1
+    assert "ATTENTION:        the last prune: a2 gone" in result.stdout

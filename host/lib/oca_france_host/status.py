@@ -177,7 +177,7 @@ def push_lines(c: dict, now: datetime) -> tuple[list[str], list[tuple[str, str]]
     return lines, flags
 
 
-def offsite_report(c: dict) -> tuple[list[str], list[tuple[str, str]]]:
+def offsite_report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[str, str]]]:
     """The backup host: the repository's last write (a push or a prune commits), the last
     guarded prune, its disk; read from files (no passphrase needed)."""
     now = datetime.now().astimezone()
@@ -208,7 +208,8 @@ def offsite_report(c: dict) -> tuple[list[str], list[tuple[str, str]]]:
     lines.extend(f"disk:             {line}" for line in disks)
     flags.extend(disk_flags)
     lines.append(f"last alert:       {last_alert(c)}")
-    flags.extend((f"unit {found.split()[0]}", found) for found in failed_units())
+    if units:
+        flags.extend((f"unit {found.split()[0]}", found) for found in failed_units())
     return lines, flags
 
 
@@ -216,7 +217,7 @@ def report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[str, str]
     """What status says, and what it flags: (key, text) pairs, the key stable while the
     condition lasts (odoo-check alerts once when a key appears, once when it goes)."""
     if "offsite_repository" in c:  # the backup host
-        return offsite_report(c)
+        return offsite_report(c, units)
     service = c["oca_france_service"]
     now = datetime.now().astimezone()
     lines: list[str] = []
