@@ -1,6 +1,6 @@
 """Off-site copies, for real: prod (Debian 12, borg 1.2) pushes each backup into an
 encrypted borg repository on the backup host (Debian 13), through a key that may only append;
-the backup host's guarded prune. Runs last: it leaves the guard tripped on purpose.
+the backup host's guarded prune, and its way back. Runs last (9b: after test_9).
 """
 
 from __future__ import annotations
