@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import datetime, timedelta
 
 from .conftest import (
     BACKUPS,
@@ -74,8 +75,9 @@ def test_backup_while_the_site_serves(sandbox, prod):
 def test_next_backup_links_the_files_it_already_has(prod):
     # Yesterday's backup (a second one the same day would replace it: one a day is kept).
     [today] = backup_dirs(prod)
-    yesterday = prod.check_output("date -d yesterday +%Y%m%dT%H%M%S")
-    first = f"{DB[PROD]}-{yesterday}"
+    # A day before today's own stamp (the names' clock, whatever the local date says).
+    stamp = datetime.strptime(today.rsplit("-", 1)[1], "%Y%m%dT%H%M%S")
+    first = f"{DB[PROD]}-{stamp - timedelta(days=1):%Y%m%dT%H%M%S}"
     prod.check_output(f"sudo -u odoo mv {BACKUPS}/{today} {BACKUPS}/{first}")
     attach(prod, "cd/cdef01", "second-attachment")
     assert run_backup(prod).rc == 0

@@ -528,7 +528,7 @@ def test_an_apply_without_the_key_material_stops_before_any_change(sandbox, prod
     no_key = subprocess_pyinfra(env, "--limit", "prod")
     assert no_key.returncode != 0
     output = no_key.stdout + no_key.stderr
-    assert "Missing the backup transfer key (needed for prod)" in output
+    assert "Missing the oca-france-backup-transfer key (needed for prod)" in output
     assert "ssh-keygen -t ed25519" in output
     assert "Connecting" not in output
 
