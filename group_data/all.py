@@ -223,6 +223,10 @@ alert_state_dir = "/var/lib/oca-france/alerts"  # what was sent (odoo-status sho
 check_calendar = "*:0/15"  # when odoo-check looks at the disks and the backups' ages
 disk_alert_percent = 85  # a watched filesystem this full is flagged, and alerted once
 disk_watched_paths = [postgresql_data_root, odoo_home]  # ... the filesystems holding these
+# A server down or a deploy unfinished for less than this is a moment (systemd restarting it
+# after a crash, which alerts on its own; a deploy's downtime): odoo-check looks again before
+# alerting.
+check_settle_sec = 180
 # Dead man's switch per job (healthchecks.io's convention: <url>/start, <url>, <url>/fail):
 # the service expecting the pings notices a job that never runs. None: no ping.
 ping_urls = {"backup": None, "transfer": None, "refresh": None, "offsite": None}

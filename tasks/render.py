@@ -161,6 +161,7 @@ def host_config(data) -> dict:
         "status_production_data_max_age_days": data.status_production_data_max_age_days,
         "disk_alert_percent": data.disk_alert_percent,
         "disk_watched_paths": list(data.disk_watched_paths),
+        "check_settle_sec": checked_seconds(data, "check_settle_sec"),
         **alert_config(data),
     }
     if data.backup_enabled and data.backup_transfer_enabled:
@@ -400,6 +401,8 @@ def alert_vars(data) -> dict:
     return {
         "bin_dir": host_bin_dir(data),
         "calendar": data.check_calendar,
+        # odoo-check's own work takes seconds; looking again at a momentary flag, up to this.
+        "check_timeout_sec": 120 + checked_seconds(data, "check_settle_sec"),
         "smtp": {  # relay_*: "host" and "user" are the template operations' own words
             "relay_host": data.alert_smtp_host,
             "relay_port": data.alert_smtp_port,

@@ -81,6 +81,7 @@ def alerting(make_host, listener):
         alert_webhook_file=str(webhook),
         alert_state_dir=str(host.root / "alerts"),
         ping_urls={"backup": f"{listener.url}/ping/b"},
+        check_settle_sec=1,
     )
     host.write_config()
     host.mails = mails
@@ -176,6 +177,34 @@ def test_the_check_alerts_once_when_a_disk_fills_and_once_when_it_recovers(alert
     assert alerting.run("odoo-check").returncode == 0
     recovered = [p for p in listener.posts() if p.get("recovered") == f"disk {watched}"]
     assert len(recovered) == 1
+
+
+def test_the_check_alerts_a_server_that_stays_down_not_one_restarting(alerting, listener):
+    """A crash alerts on its own (OnFailure=, once per incident): the check, running while
+    systemd restarts the server, looks again before saying anything."""
+    health = alerting.root / "health.json"
+    health.write_text('{"db_server_status": true}')
+    answers = alerting.root / "is-active"
+    answers.write_text("activating\nactivating\n")
+    alerting.fake(
+        "systemctl",
+        f'case "$*" in "is-active "*) head -n1 {answers} | grep . || echo active;'
+        f" sed -i 1d {answers} ;; esac",
+    )
+    alerting.config.update(health_url=health.as_uri(), check_settle_sec=3)
+    alerting.write_config()
+    restarting = alerting.run("odoo-check")
+    assert restarting.returncode == 0, restarting.stdout + restarting.stderr
+    assert "looking again in 0.5 s: service" in restarting.stdout
+    assert not [p for p in listener.posts() if p.get("flag") == "service"]
+    answers.write_text("failed\n" * 100)  # down, and staying so
+    down = alerting.run("odoo-check")
+    assert down.returncode == 0, down.stdout + down.stderr
+    [flagged] = [p for p in listener.posts() if p.get("flag") == "service"]
+    assert "is failed, health ok" in flagged["text"]
+    again = alerting.run("odoo-check")  # flagged already: said at once, nothing new
+    assert "looking again" not in again.stdout
+    assert len([p for p in listener.posts() if p.get("flag") == "service"]) == 1
 
 
 def test_a_failed_transfer_is_tried_again_then_fails_once(make_host, tmp_path):

@@ -9,10 +9,30 @@ lasts. (A failed unit alerts on its own: OnFailure=.)
 from __future__ import annotations
 
 import os
+import time
 
 from oca_france_host import config, notify, programs, status
 
 STATE = "check.json"
+# Flags a moment can explain: the server down while systemd restarts it after a crash (which
+# alerts on its own, once per incident) or through a deploy's downtime, a deploy running.
+MOMENTARY = ("service", "unfinished deploy")
+SETTLE_POLL_SEC = 5
+
+
+def flags_that_last(c: dict, before: dict) -> dict[str, str]:
+    """What status flags now, a new momentary flag looked at again until it goes or has lasted
+    check_settle_sec: one crash, one deploy, sends no alert of its own here."""
+    settle = c.get("check_settle_sec", 0)  # none on the backup host: nothing momentary there
+    deadline = time.monotonic() + settle
+    poll = min(SETTLE_POLL_SEC, settle / 6)
+    while True:
+        now = dict(status.report(c, units=False)[1])
+        passing = [key for key in MOMENTARY if key in now and key not in before]
+        if not passing or time.monotonic() >= deadline:
+            return now
+        notify.log(f"looking again in {poll:g} s: {', '.join(passing)}")
+        time.sleep(poll)
 
 
 def main(argv: list[str]) -> int:
@@ -21,9 +41,8 @@ def main(argv: list[str]) -> int:
     if refused is not None:
         return refused
     os.chdir("/")
-    _, flags = status.report(c, units=False)
-    now = dict(flags)
     before = notify.recorded(c, STATE).get("flags", {})
+    now = flags_that_last(c, before)
     appeared = {key: text for key, text in now.items() if key not in before}
     gone = {key: text for key, text in before.items() if key not in now}
     delivered = True
