@@ -164,6 +164,11 @@ backup_lock_wait_sec = 3600  # how long a backup waits for a running deploy befo
 backup_keep_daily = 7  # newest backup of each of the last N days that have one
 backup_keep_weekly = 4  # then of each of the N weeks before
 backup_keep_monthly = 3  # then of each of the N months before
+# Tables whose row counts each backup records (as its dump holds them): the drill compares
+backup_counted_tables = [
+    "res_partner", "res_users", "ir_attachment", "account_move", "account_move_line",
+    "mail_message",
+]  # fmt: skip
 
 # --- Production data for recette: prod sends each new backup (tasks/backups.py), recette
 # verifies it, then lets `deploy --restore` use it (tasks/production_data.py, where
@@ -207,6 +212,12 @@ offsite_keep_daily = 14  # archives kept by the backup host: one per day for N d
 offsite_keep_weekly = 8  # ... then per week...
 offsite_keep_monthly = 12  # ... then per month (dedup makes more cheap)
 offsite_max_age_hours = 36  # the newest archive older than this: flagged, and prune refuses
+# The drill: the newest archive restored into scratch (a database, a directory), checked
+# against its manifest (sha256s, pg_restore, row counts), then borg check
+offsite_drill_calendar = "Sun *-*-* 13:00:00"  # weekly, after that day's prune
+offsite_drill_dir = "/var/lib/oca-france/drill"  # the scratch directory (a backup's size free)
+offsite_drill_verify_data_days = 28  # borg check --verify-data (reads every chunk) this often
+offsite_drill_max_age_days = 8  # make status flags a drill older than this (or failed)
 
 # --- Alerts (tasks/alerts.py): a failed unit, a full disk, an old backup, told to the
 # operators through each channel set here (none by default: the journal only)

@@ -1,7 +1,8 @@
 """The backup host: prod's BorgBackup repository, which prod's key may only append to; its
-retention (prune and compact) behind a guard, run here, where prod cannot reach."""
+retention (prune and compact) behind a guard, run here, where prod cannot reach; the weekly
+drill that restores the newest archive into a scratch PostgreSQL database."""
 
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import apt, files, postgres, server, systemd
 from pyinfra.operations.util import any_changed
 
 from tasks.host_programs import install_host_programs
@@ -36,6 +37,30 @@ files.directory(
     user=borg,
     group=borg,
     mode="700",
+)
+
+files.directory(
+    name=f"Create {data.offsite_drill_dir} (the drill's scratch: each archive it restores)",
+    path=data.offsite_drill_dir,
+    user=borg,
+    group=borg,
+    mode="700",
+)
+
+# The drill restores each week's newest dump into a scratch database, as prod's backups are
+# restored: the release's own PostgreSQL, a role for the repositories' owner (its own
+# databases only).
+apt.packages(
+    name="Install PostgreSQL (the drill's scratch database)", packages=data.postgresql_packages
+)
+postgres.role(
+    name=f"Create the {borg} PostgreSQL role (login, createdb: the drill's scratch database)",
+    role=borg,
+    login=True,
+    createdb=True,
+    superuser=False,
+    _sudo=True,
+    _sudo_user="postgres",
 )
 
 install_host_programs(data)
@@ -85,6 +110,12 @@ run_unless(
 systemd.service(
     name="Enable and start odoo-offsite-prune.timer (the guarded prune, daily)",
     service="odoo-offsite-prune.timer",
+    running=True,
+    enabled=True,
+)
+systemd.service(
+    name="Enable and start odoo-offsite-drill.timer (the restore drill, weekly)",
+    service="odoo-offsite-drill.timer",
     running=True,
     enabled=True,
 )

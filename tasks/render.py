@@ -157,6 +157,7 @@ def host_config(data) -> dict:
         "backup_keep_daily": data.backup_keep_daily,
         "backup_keep_weekly": data.backup_keep_weekly,
         "backup_keep_monthly": data.backup_keep_monthly,
+        "backup_counted_tables": list(data.backup_counted_tables),
         "status_backup_max_age_hours": data.status_backup_max_age_hours,
         "status_production_data_max_age_days": data.status_production_data_max_age_days,
         "disk_alert_percent": data.disk_alert_percent,
@@ -223,8 +224,11 @@ def backup_host_config(data) -> dict:
         "offsite_keep_weekly": data.offsite_keep_weekly,
         "offsite_keep_monthly": data.offsite_keep_monthly,
         "offsite_max_age_hours": data.offsite_max_age_hours,
+        "offsite_drill_dir": data.offsite_drill_dir,
+        "offsite_drill_verify_data_days": data.offsite_drill_verify_data_days,
+        "offsite_drill_max_age_days": data.offsite_drill_max_age_days,
         "disk_alert_percent": data.disk_alert_percent,
-        "disk_watched_paths": [data.offsite_home],
+        "disk_watched_paths": [data.offsite_home, data.offsite_drill_dir],
         **alert_config(data),
     }
 
@@ -310,6 +314,7 @@ def backup_host_vars(data) -> dict:
         "credential": OFFSITE_CREDENTIAL,
         "passphrase_file": offsite_passphrase_file(data),
         "calendar": data.offsite_prune_calendar,
+        "drill_calendar": data.offsite_drill_calendar,
         # restrict: no shell, pty, forwarding or agent; the command: borg serve, appending only,
         # to prod's repository only.
         "authorized_key": f'restrict,command="{serve}" {public_key}',
@@ -514,11 +519,13 @@ def backup_host_files(data) -> dict[str, tuple[str, dict]]:
     return files
 
 
-# The backup host's units: the repository's creation, its guarded prune (a timer).
+# The backup host's units: the repository's creation, its guarded prune, its weekly drill.
 BACKUP_HOST_UNITS = (
     "odoo-offsite-init.service",
     "odoo-offsite-prune.service",
     "odoo-offsite-prune.timer",
+    "odoo-offsite-drill.service",
+    "odoo-offsite-drill.timer",
 )
 
 

@@ -82,6 +82,9 @@ def test_the_backup_host_is_converged(sandbox):
         f'restrict,command="borg serve --append-only --restrict-to-repository {REPOSITORY}" '
     )
     assert backup.service("odoo-offsite-prune.timer").is_enabled
+    assert backup.service("odoo-offsite-drill.timer").is_enabled
+    drill_dir = backup.file("/var/lib/oca-france/drill")
+    assert (drill_dir.user, drill_dir.mode) == ("borg", 0o700)
     result = backup.run(
         "systemd-analyze verify /etc/systemd/system/odoo-*.service /etc/systemd/system/odoo-*.timer"
     )
@@ -175,3 +178,53 @@ def test_prods_key_can_only_append_and_the_guard_sees_a_delete(sandbox, prod):
     backup.run(f"systemctl start {PRUNE}")
     assert wait_unit_done(backup, PRUNE, prune) == "success"
     assert backup.run(f"{BIN}/odoo-status").rc == 0
+
+
+DRILL = "odoo-offsite-drill.service"
+
+
+def drill(backup) -> tuple[str, str]:
+    """The drill, run by its unit: its result and its journal."""
+    before = unit_invocation(backup, DRILL)
+    backup.check_output(f"systemctl start --no-block {DRILL}")
+    result = wait_unit_done(backup, DRILL, before, timeout=600)
+    invocation = unit_invocation(backup, DRILL)
+    log = backup.check_output(f"journalctl -o cat --no-pager _SYSTEMD_INVOCATION_ID={invocation}")
+    return result, log
+
+
+def test_the_drill_restores_real_odoo_and_fails_loudly_on_a_corrupted_segment(sandbox, prod):
+    backup = sandbox.host(BACKUP_HOST)
+    newest = archives(backup)[-1]
+    result, log = drill(backup)
+    assert result == "success", log
+    last = json.loads(backup.check_output("cat /var/lib/oca-france/offsite/last-drill.json"))
+    assert (last["result"], last["archive"]) == ("success", newest)
+    # The row counts prod recorded in the dump's own snapshot, found again in the restore.
+    manifest = json.loads(prod.check_output(f"cat {BACKUPS}/{newest}/manifest.json"))
+    assert last["row_counts"] == manifest["row_counts"] and manifest["row_counts"]["res_partner"]
+    assert "borg check --verify-data" in log  # the first drill reads every chunk
+    assert backup.check_output("ls -A /var/lib/oca-france/drill") == ""  # scratch removed
+    assert "oca_france_drill" not in backup.check_output("sudo -u postgres psql -XAtl")
+    status = backup.run(f"{BIN}/odoo-status")
+    assert status.rc == 0 and f"success, {newest}" in status.stdout, status.stdout
+
+    # A segment of the archives' data corrupted on the backup host's disk.
+    segment = backup.check_output(
+        f"find {REPOSITORY}/data -type f -name '[0-9]*' -printf '%s %p\\n' | sort -n | tail -1"
+    ).split()[1]
+    backup.check_output(f"cp -p {segment} /root/segment.orig")
+    try:
+        backup.check_output(
+            f"size=$(stat -c %s {segment}); head -c 64 /dev/urandom"
+            f" | dd of={segment} bs=1 seek=$((size / 2)) conv=notrunc status=none"
+        )
+        result, log = drill(backup)
+        assert result == "exit-code", log
+        assert "DRILL FAILED" in log, log
+        status = backup.run(f"{BIN}/odoo-status")
+        assert status.rc == 1 and "the last drill failed" in status.stdout, status.stdout
+    finally:
+        backup.check_output(f"cp -p /root/segment.orig {segment} && rm /root/segment.orig")
+    result, log = drill(backup)
+    assert result == "success", log

@@ -176,6 +176,15 @@ def backing_up(make_host, pg_dump: str = ""):
     writes = f'for arg; do [[ $arg != --file=* ]] || cp "{dump}" "${{arg#--file=}}"; done'
     host.fake("pg_dump", f"{pg_dump}\n{writes}")
     fake_pg_restore(host)
+    # psql: the database's size (-c), or the session holding the dump's snapshot open.
+    host.fake(
+        "psql",
+        "for arg; do [[ $arg != -c ]] || { echo 1000; exit 0; }; done\n"
+        "while IFS= read -r line; do case $line in\n"
+        "    *pg_export_snapshot*) echo 00000003-0000001B-1 ;;\n"
+        '    *json_object_agg*) echo \'{ "res_partner" : 42, "ir_attachment" : 1 }\' ;;\n'
+        "esac; done",
+    )
     return host
 
 
@@ -193,6 +202,18 @@ def test_a_backup_killed_outright_leaves_nothing_after_the_next(make_host):
     assert f"removing {stale}, left by a backup that died" in result.stdout
     assert partials(host) == []
     assert len(backups.complete(host.path("backup_dir"))) == 1
+
+
+def test_the_manifest_records_row_counts_from_the_dumps_own_snapshot(make_host):
+    """The counts and the dump read one snapshot (exported by a transaction psql keeps open
+    until pg_dump is done): the drill compares what it restores with them."""
+    host = backing_up(make_host)
+    result = host.run("odoo-backup")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [made] = backups.complete(host.path("backup_dir"))
+    assert backups.read_manifest(made)["row_counts"] == {"res_partner": 42, "ir_attachment": 1}
+    [dump] = [call for call in host.logged() if call.startswith("pg_dump")]
+    assert "--snapshot=00000003-0000001B-1" in dump
 
 
 def test_a_stopped_backup_removes_its_partial_directory(make_host):

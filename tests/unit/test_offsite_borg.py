@@ -13,7 +13,7 @@ import pytest
 
 from tasks.render import backup_host_config
 
-from .conftest import Host, moved_config, release_data
+from .conftest import Host, edit_manifest, fake_pg_restore, moved_config, release_data, write_backup
 
 PASSPHRASE = "real-borg-passphrase-3a9c"
 
@@ -43,6 +43,7 @@ def real(unit_inventory, tmp_path, make_host):
         )
 
     assert offsite("--init").returncode == 0
+    offsite.host = host
     repository = config["offsite_repository"]
     serve = tmp_path / "forced-command"
     serve.write_text(
@@ -77,6 +78,7 @@ def real(unit_inventory, tmp_path, make_host):
     prod_config = make_host("oca-france-prod")
     prod_config.config["offsite_repository_url"] = f"ssh://borg@backup.test{repository}"
     prod_config.write_config()
+    prod.data = prod_home / "data"
     prod.after_rollback = lambda: prod_config.run(
         "odoo-offsite-push", "--after-rollback", HOME=str(prod_home)
     )
@@ -120,3 +122,61 @@ def test_a_delete_through_the_append_only_key_trips_the_guard_and_rolls_back(rea
     assert prod("list", "--short").stdout.split() == ["day-1", "day-2", "day-3"]
     again = offsite("--prune")
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_the_drill_restores_the_newest_archive_and_fails_loudly_when_corrupted(real):
+    """Real borg extracts and checks; PostgreSQL's tools are faked (the end-to-end drill
+    restores real Odoo): the restore's row counts against the manifest's."""
+    offsite, prod, push, state = real
+    host = offsite.host
+    host.config["offsite_drill_dir"] = str(host.root / "drill")
+    host.write_config()
+    for tool in ("createdb", "dropdb"):
+        host.fake(tool, "exit 0")
+    fake_pg_restore(host)
+    restored = host.root / "restored.json"
+    restored.write_text('{ "res_partner" : 3 }')
+    host.fake("psql", f"cat {restored}")
+    push("day-1")  # an older archive: the drill takes the newest
+    (prod.data / "day-1").unlink()
+    write_backup(prod.data.parent, "data", files={"ab/abcdef": "invoice\n", "cd/cdef": "x\n"})
+    edit_manifest(prod.data, row_counts={"res_partner": 3})
+    assert prod("create", "::day-2", ".").returncode == 0
+
+    first = offsite("--drill")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "drill: 2 attachments match their sha256" in first.stdout
+    assert "drill: borg check --verify-data" in first.stdout  # never done yet: due
+    drilled = json.loads((state / "last-drill.json").read_text())
+    assert (drilled["result"], drilled["archive"]) == ("success", "day-2")
+    assert drilled["row_counts"] == {"res_partner": 3}
+    assert drilled["verify_data_time"] == drilled["time"]
+    assert not (host.root / "drill" / "archive").exists()  # the scratch is removed
+    assert "pg_restore --no-owner" in "\n".join(host.logged())
+    second = offsite("--drill")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "drill: borg check\n" in second.stdout  # data verified a moment ago: not due
+
+    restored.write_text('{ "res_partner" : 2 }')  # a restore that lost a row
+    short = offsite("--drill")
+    assert short.returncode == 1
+    assert "res_partner: 2 restored, 3 recorded" in short.stderr
+    restored.write_text('{ "res_partner" : 3 }')
+
+    segments = sorted(
+        (p for p in Path(host.config["offsite_repository"], "data").rglob("[0-9]*") if p.is_file()),
+        key=lambda p: p.stat().st_size,
+    )
+    corrupted = segments[-1]  # the largest: the archives' data
+    content = bytearray(corrupted.read_bytes())
+    middle = len(content) // 2
+    content[middle : middle + 16] = bytes(16)
+    corrupted.write_bytes(bytes(content))
+    failed = offsite("--drill")
+    assert failed.returncode == 1
+    assert "DRILL FAILED" in failed.stderr
+    last = json.loads((state / "last-drill.json").read_text())
+    assert last["result"] == "failed" and last["error"]
+    host.fake("systemctl", "exit 0")
+    status = host.run("odoo-status")
+    assert status.returncode == 1 and "the last drill failed" in status.stdout

@@ -3,7 +3,8 @@
   1. waits for the deploy lock: never during a deploy, never two backups at once;
   2. removes the partial directories of backups that died (killed, a power cut), and checks
      there is room for the dump;
-  3. dumps the database (pg_dump custom format) and checks the dump's catalogue;
+  3. dumps the database (pg_dump custom format) and checks the dump's catalogue; counts a
+     few key tables' rows in the dump's own snapshot (the manifest keeps them: the drill);
   4. snapshots the filestore, hard-linking the files unchanged since the previous backup
      (Odoo writes each attachment once and never rewrites it);
   5. writes the manifest (database, commit, time, sizes, checksums), last;
@@ -16,6 +17,7 @@ and says so.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -96,14 +98,23 @@ def check_free_space(settings: dict, db: str, backup_dir: Path) -> None:
         )
 
 
-def dump_database(db: str, partial: Path) -> None:
+def dump_database(db: str, partial: Path, counted: list[str]) -> dict[str, int]:
+    """pg_dump, and the row counts of the `counted` tables as the dump has them: both read
+    one snapshot, exported by a transaction kept open until the dump is done. The drill on the
+    backup host restores the dump and compares."""
     log(f"dumping {db}")
     dump = partial / f"{db}.dump"
-    runner.run(["pg_dump", "--format=custom", f"--file={dump}", db])
+    with runner.Session(["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", db]) as psql:
+        snapshot = psql.ask(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT pg_export_snapshot();"
+        )
+        counts = json.loads(psql.ask(backups.count_rows_sql(counted)) or "{}")
+        runner.run(["pg_dump", "--format=custom", f"--snapshot={snapshot}", f"--file={dump}", db])
     try:
         runner.run(["pg_restore", "--list", str(dump)], capture=True)
     except runner.Failed:
         raise Failed("the dump's catalogue is unreadable") from None
+    return counts
 
 
 def snapshot_filestore(filestore: Path, partial: Path, previous: Path | None) -> None:
@@ -132,10 +143,10 @@ def back_up(settings: dict) -> Path:
         check_free_space(settings, db, backup_dir)
         try:
             partial.mkdir()
-            dump_database(db, partial)
+            counts = dump_database(db, partial, settings["backup_counted_tables"])
             snapshot_filestore(Path(settings["filestore_root"]) / db, partial, previous)
             commit = runner.output(["git", "-C", settings["oca_france_dir"], "rev-parse", "HEAD"])
-            backups.write_manifest(partial, db, commit, name=final.name)
+            backups.write_manifest(partial, db, commit, name=final.name, row_counts=counts)
             partial.rename(final)
         except BaseException:
             if partial.exists():

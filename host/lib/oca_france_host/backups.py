@@ -141,8 +141,27 @@ def write_file_list(backup: Path) -> tuple[int, int]:
     return len(entries), sum(size for _, size, _ in entries)
 
 
-def write_manifest(backup: Path, database: str, commit: str, name: str | None = None) -> dict:
-    """Write filestore.list, then manifest.json (last: it makes the backup complete)."""
+def count_rows_sql(tables: list[str]) -> str:
+    """One statement counting each table's rows: one line of JSON, {"table": count}, the
+    tables that do not exist left out (an addon not installed). What the backup records in the
+    manifest and the drill compares, counted the same way."""
+    names = ",".join("'" + name.replace("'", "''") + "'" for name in tables)
+    return (
+        "SELECT json_object_agg(t, (xpath('/row/c/text()', query_to_xml("
+        "format('SELECT count(*) AS c FROM %I', t), false, true, '')))[1]::text::bigint)"
+        f" FROM unnest(ARRAY[{names}]::text[]) t WHERE to_regclass(t) IS NOT NULL;"
+    )
+
+
+def write_manifest(
+    backup: Path,
+    database: str,
+    commit: str,
+    name: str | None = None,
+    row_counts: dict[str, int] | None = None,
+) -> dict:
+    """Write filestore.list, then manifest.json (last: it makes the backup complete).
+    row_counts: a few tables' rows as the dump holds them (what a restore must show)."""
     dump = backup / f"{database}.dump"
     files, total = write_file_list(backup)
     manifest = {
@@ -157,6 +176,8 @@ def write_manifest(backup: Path, database: str, commit: str, name: str | None = 
         "filestore_bytes": total,
         "filestore_list_sha256": sha256(backup / FILE_LIST),
     }
+    if row_counts is not None:
+        manifest["row_counts"] = row_counts
     if not is_safe_name(manifest["name"]):
         raise BackupError(f"{manifest['name']!r} is not a plain name")
     partial = backup / f".{MANIFEST}.partial"

@@ -6,6 +6,7 @@ prod's reach).
     odoo-offsite --prune         the guard, then prune and compact (odoo-offsite-prune.timer)
     odoo-offsite --transactions  the repository's transactions, and the last one this host made
     odoo-offsite --rollback N    undo every transaction after N (a delete through prod's key)
+    odoo-offsite --drill         restore the newest archive into scratch, check it (drill.py)
 
 The guard: prod's key can only append (borg serve --append-only), so an archive deleted
 through it is only a transaction in the repository's log until a client with full access
@@ -48,7 +49,9 @@ USAGE = """Usage: odoo-offsite --init | --prune | --transactions | --rollback N
                     newest fresh), then prune (keep daily/weekly/monthly) and compact
   --transactions    the repository's transactions (id, UTC time), and the last this host made
   --rollback N      undo every transaction after N: what prod's key deleted comes back
-                    (never past the last transaction this host made: it compacted before)"""
+                    (never past the last transaction this host made: it compacted before)
+  --drill           restore the newest archive into a scratch database and directory, check
+                    it against its manifest (sha256s, row counts), then borg check"""
 
 
 def environment(settings: dict) -> dict:
@@ -365,13 +368,17 @@ def main(argv: list[str]) -> int:
         return 0
     os.chdir("/")
     handed = "CREDENTIALS_DIRECTORY" in os.environ
-    if os.geteuid() == 0 and not handed and argv[:1] in (["--prune"], ["--rollback"]):
+    if os.geteuid() == 0 and not handed and argv[:1] in (["--prune"], ["--rollback"], ["--drill"]):
         return as_owner_with_passphrase(settings, argv)
     try:
         if argv == ["--init"]:
             return init(settings)
         if argv == ["--prune"]:
             return prune(settings)
+        if argv == ["--drill"]:
+            from oca_france_host import drill  # it imports this module
+
+            return drill.drill(settings)
         if argv == ["--transactions"]:
             return show_transactions(settings)
         if len(argv) == 2 and argv[0] == "--rollback" and argv[1].isdigit():

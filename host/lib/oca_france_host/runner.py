@@ -91,3 +91,46 @@ def succeeds(argv: Sequence[str], **options) -> bool:
     options.setdefault("stdout", subprocess.DEVNULL)
     options.setdefault("stderr", subprocess.DEVNULL)
     return run(argv, check=False, **options).returncode == 0
+
+
+class Session:
+    """A command kept running while we talk to it a line at a time (psql holding a
+    transaction open while pg_dump reads its snapshot). Ends with its input: `with` closes it,
+    and raises Failed when it failed."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str] | None = None):
+        self.argv = list(argv)
+        try:
+            self.process = subprocess.Popen(
+                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+            )
+        except OSError as error:
+            raise Failed(argv, 127, str(error)) from None
+
+    def ask(self, line: str) -> str:
+        """Send one line; its answer's first line (raises Failed when the command ended)."""
+        try:
+            self.process.stdin.write(line + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # it ended: said below
+        answer = self.process.stdout.readline()
+        if not answer:
+            status = self.process.wait()
+            raise Failed(self.argv, status or 1, f"ended before answering {line[:60]!r}")
+        return answer.rstrip("\n")
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, kind, *_) -> None:
+        try:
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+        if kind is not None:  # interrupted or failed: never leave it running without us
+            self.process.terminate()
+        status = self.process.wait()
+        self.process.stdout.close()
+        if kind is None and status != 0:
+            raise Failed(self.argv, status)

@@ -23,7 +23,7 @@ import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from oca_france_host import backups, config, programs, receive, state
+from oca_france_host import backups, config, drill, offsite, programs, receive, state
 
 INCOMING_FULL = 0.8  # incoming/ this full: a production that grows will soon be refused
 
@@ -177,6 +177,30 @@ def push_lines(c: dict, now: datetime) -> tuple[list[str], list[tuple[str, str]]
     return lines, flags
 
 
+def drill_report(c: dict, now: datetime) -> tuple[list[str], list[tuple[str, str]]]:
+    """The last drill: flagged when it failed, or is older than offsite_drill_max_age_days
+    (none at all: once the repository is that old)."""
+    limit = timedelta(days=c["offsite_drill_max_age_days"])
+    last = read_json(Path(c["offsite_state_dir"]) / drill.LAST_DRILL)
+    if last is None:
+        created = Path(c["offsite_repository"], "config")
+        born = datetime.fromtimestamp(created.stat().st_mtime) if created.exists() else None
+        old = born is not None and now - born.astimezone() > limit
+        flags = [("drill age", "no drill has run (odoo-offsite-drill.timer)")] if old else []
+        return ["last drill:       none yet"], flags
+    when = datetime.fromisoformat(last.get("time", "1970-01-01T00:00:00")).astimezone()
+    line = (
+        f"last drill:       {when:%Y-%m-%d %H:%M}: {last.get('result')}, {last.get('archive')}"
+        f" in {last.get('seconds', '?')} s (data verified {last.get('verify_data_time', 'never')})"
+    )
+    flags = []
+    if last.get("result") != "success":
+        flags.append(("drill", f"the last drill failed: {last.get('error')}"))
+    if now - when > limit:
+        flags.append(("drill age", f"the last drill is {human_age(now - when)} old"))
+    return [line], flags
+
+
 def offsite_report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[str, str]]]:
     """The backup host: the repository's last write (a push or a prune commits), the last
     guarded prune, its disk; read from files (no passphrase needed)."""
@@ -194,7 +218,7 @@ def offsite_report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[s
         lines.append(f"last write:       {written:%Y-%m-%d %H:%M} ({human_age(age)} ago)")
         if age > timedelta(hours=c["offsite_max_age_hours"]):
             flags.append(("push age", f"nothing written to {repository} for {human_age(age)}"))
-    pruned = read_json(Path(c["offsite_state_dir"]) / "last-prune.json")
+    pruned = read_json(Path(c["offsite_state_dir"]) / offsite.LAST_PRUNE)
     if pruned is None:
         lines.append("last prune:       none yet")
     else:
@@ -204,6 +228,9 @@ def offsite_report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[s
         )
         if pruned.get("result") != "success":
             flags.append(("prune", f"the last prune: {pruned.get('error')}"))
+    drill_lines, drill_flags = drill_report(c, now)
+    lines.extend(drill_lines)
+    flags.extend(drill_flags)
     disks, disk_flags = disk_lines(c)
     lines.extend(f"disk:             {line}" for line in disks)
     flags.extend(disk_flags)
