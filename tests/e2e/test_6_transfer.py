@@ -598,6 +598,8 @@ def test_make_status_shows_each_host_and_flags_what_is_stale(sandbox, recette, p
     assert re.search(rf"\[{PROD}\]\s+last push:\s+{DB[PROD]}-\d{{8}}T\d{{6}} at ", out)
     assert re.search(rf"\[{BACKUP_HOST}\]\s+last write:\s+\S+ \S+ \(0\.\d h ago\)", out)
     assert re.search(rf"\[{BACKUP_HOST}\]\s+disk:\s+/srv/borg: \d+% used", out)
+    assert re.search(rf"\[{BACKUP_HOST}\]\s+last prune:\s+", out)
+    assert re.search(rf"\[{BACKUP_HOST}\]\s+last drill:\s+none yet", out)  # test_9b drills
 
     # Stale: a backup older than 36 h on prod, production data older than 8 days on recette.
     manifest = f"{BACKUPS}/{newest}/manifest.json"
