@@ -22,7 +22,7 @@ endif
 # System packages a target needs: installed when missing (root), else the command to run.
 DEPS := bash tests/system-deps.sh
 
-.PHONY: help setup apply-recette apply-prod apply-backup diff-recette diff-prod diff-backup status alert-test lint test test-unit \
+.PHONY: help setup apply-recette apply-prod apply-backup diff-recette diff-prod diff-backup recover-prod status alert-test lint test test-unit \
 	sandbox sandbox-down bench
 
 help: ## Show the targets
@@ -56,6 +56,19 @@ diff-recette: setup ## Dry run on recette: show what would change (changes nothi
 
 diff-prod: setup ## Dry run on prod: show what would change (changes nothing)
 	$(PYINFRA) --dry --diff $(DEPLOY) --limit prod $(PYINFRA_ARGS)
+
+# Rebuilding prod from the backup host (README, Recovery from bare): after `make apply-prod`
+# on the new host, the archive restored through the deploy (--recover).
+recover-prod: setup ## Restore prod's data from the backup host: ARCHIVE=<name> (default: the newest); asks first
+	@if [[ ! "$${ARCHIVE:-}" =~ ^[A-Za-z0-9._-]*$$ ]]; then \
+		echo "ARCHIVE must be an archive's name (letters, digits, . _ -): nothing done"; exit 1; \
+	fi
+	@if [[ "$${YES:-}" != 1 ]]; then \
+		read -r -p "Replace PRODUCTION's data with $${ARCHIVE:-the newest archive}? Type 'yes': " answer; \
+		[[ "$$answer" == yes ]] || { echo "Aborted."; exit 1; }; \
+	fi
+	$(PYINFRA) -y inventory.py --limit prod exec --sudo --sudo-user odoo $(PYINFRA_ARGS) -- \
+		/opt/oca-france/bin/odoo-offsite-recover $${ARCHIVE:-}
 
 # make status prints the hosts' own lines only: a host that did not answer gets one line
 # saying why (pyinfra's own), and any flag makes it exit 1.

@@ -144,6 +144,11 @@ def offsite_push_state_file(data) -> str:
     return f"{data.odoo_dumps_dir}/.offsite-push.json"
 
 
+def offsite_recovery_dir(data) -> str:
+    """prod: where odoo-offsite-recover extracts the archive it recovers (odoo's)."""
+    return f"{data.odoo_dumps_dir}/recovery"
+
+
 def offsite_state_dir(data) -> str:
     """The backup host: the archives its guard last saw, the last prune's result."""
     return "/var/lib/oca-france/offsite"

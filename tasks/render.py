@@ -41,6 +41,7 @@ from tasks.paths import (
     offsite_known_hosts_file,
     offsite_passphrase_file,
     offsite_push_state_file,
+    offsite_recovery_dir,
     offsite_repository_url,
     offsite_state_dir,
     prepared_dir,
@@ -189,6 +190,7 @@ def host_config(data) -> dict:
             offsite_push_retries=data.offsite_push_retries,
             offsite_push_retry_sec=data.offsite_push_retry_sec,
             offsite_max_age_hours=data.offsite_max_age_hours,
+            offsite_recovery_dir=offsite_recovery_dir(data),
         )
     return config
 

@@ -8,6 +8,8 @@
 #   sandbox.sh check-rootfs DIR  refuse a rootfs whose / is not 0755 root:root
 #   sandbox.sh info              how to reach each Odoo and each container
 #   sandbox.sh power-cut NAME    kill every process of a container at once (up boots it again)
+#   sandbox.sh rebuild NAME      destroy a container (its disk too) and boot a bare one in its
+#                                place: same name and address, a new host key
 #   sandbox.sh down              stop the containers, remove namespaces, veths, nftables table
 #
 # Containers reach only the package registries (apt, PyPI), through an nftables masquerade
@@ -66,7 +68,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 container_ip() { echo "10.231.$1.2"; }
@@ -553,6 +555,26 @@ cmd_power_cut() {
     rm -f "$(pidfile_of "$name")"
 }
 
+# A host lost for good (its provider's incident, a dead disk): a bare container in its place.
+cmd_rebuild() {
+    local wanted=$1 entry name index suite rootfs
+    [[ $EUID -eq 0 ]] || die "run me as root"
+    for entry in "${CONTAINERS[@]}"; do
+        read -r name index suite _ <<<"$entry"
+        [[ "$name" == "$wanted" ]] || continue
+        is_running "$name" && cmd_power_cut "$name"
+        rootfs=$(rootfs_of "$name")
+        log "$name: destroying its disk"
+        rm -rf --one-file-system "$rootfs"
+        prepare_rootfs "$name" "$suite"
+        boot "$name" "$index"
+        write_client_config
+        wait_for_ssh "$name" "$index"
+        return 0
+    done
+    die "no container named '$wanted'"
+}
+
 cmd_down() {
     [[ $EUID -eq 0 ]] || die "run me as root"
     local entry name index
@@ -600,6 +622,10 @@ case "${1:-}" in
     power-cut)
         [[ -n "${2:-}" ]] || { usage >&2; exit 1; }
         cmd_power_cut "$2"
+        ;;
+    rebuild)
+        [[ -n "${2:-}" ]] || { usage >&2; exit 1; }
+        cmd_rebuild "$2"
         ;;
     down) cmd_down ;;
     info) cmd_info ;;

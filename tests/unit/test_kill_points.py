@@ -236,3 +236,41 @@ def test_the_applys_hold_ends_with_the_applys_session(deployed):
     assert holder.returncode == 0, out + err
     assert f"the apply's session (pid {session.pid}) ended" in out
     assert json.loads(deployed.run("deploy", "--activity").stdout)["held_by"] is None
+
+
+def test_recover_restores_a_backup_as_it_is_at_its_own_commit(deployed, tmp_path):
+    """deploy --recover (odoo-offsite-recover's last step): the backup's data, at the commit
+    its manifest names, not neutralized; a backup that does not match its manifest is refused
+    before anything is touched."""
+    from .conftest import edit_manifest, fake_pg_restore, write_backup
+
+    commit = deployable(deployed)  # what the backup was taken with
+    (deployed.origin / "README").write_text("newer\n")
+    git("commit", "-qam", "newer", cwd=deployed.origin)
+    fake_pg_restore(deployed)
+    dbs = deployed.dbs  # createdb: a copy of a template (the snapshot), or an empty database
+    deployed.fake(
+        "createdb",
+        f'if [[ $1 == --template=* ]]; then cp "{dbs}/${{1#--template=}}" "{dbs}/${{@: -1}}";'
+        f' else : > "{dbs}/${{@: -1}}"; fi',
+    )
+    backup = write_backup(tmp_path, "oca-france-production-20261203T011500", {"cd/cdef": "x\n"})
+    edit_manifest(backup, commit=commit)
+    (backup / "filestore" / "cd" / "cdef").write_text("tampered\n")
+    refused = deployed.run("deploy", "--recover", str(backup))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "backup refused, not recovered: filestore/cd/cdef" in refused.stderr
+    assert not any(call.startswith("systemctl stop") for call in deployed.logged())
+
+    (backup / "filestore" / "cd" / "cdef").write_text("x\n")
+    result = deployed.run("deploy", "--recover", str(backup))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert git("rev-parse", "HEAD", cwd=deployed.path("oca_france_dir")) == commit
+    calls = deployed.logged()
+    assert any(c.startswith("pg_restore --no-owner") and c.endswith(".dump") for c in calls)
+    assert not any("neutralize" in call for call in calls)
+    live = deployed.path("filestore_root") / deployed.config["odoo_db_name"]
+    assert [p.name for p in live.rglob("*") if p.is_file()] == ["cdef"]
+    entry = history(deployed)[-1]
+    assert (entry["result"], entry["to"]) == ("deployed", commit)
+    assert entry["recovered_from"] == str(backup)

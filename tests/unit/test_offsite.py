@@ -41,6 +41,10 @@ elif command == "create":
     archives.append({"name": name, "start": datetime.now().isoformat()})
     print(json.dumps({"archive": {"name": name, "stats": {"original_size": 3000,
                       "compressed_size": 2000, "deduplicated_size": 1000}}}))
+elif command == "extract":  # the archive's files, from FAKE_EXTRACT_FROM/<name>/
+    import shutil
+    name = sys.argv[-1].removeprefix("::")
+    shutil.copytree(os.path.join(os.environ["FAKE_EXTRACT_FROM"], name), ".", dirs_exist_ok=True)
 elif command == "prune":
     gone = set(os.environ.get("FAKE_PRUNES", "").split())
     for a in archives:
@@ -329,3 +333,35 @@ def test_status_on_the_backup_host(backup_host):
     result = backup_host.run("odoo-status")
     assert result.returncode == 1
     assert "ATTENTION:        the last prune: a2 gone" in result.stdout
+
+
+def test_recover_refuses_an_archive_not_there_or_not_as_its_manifest_says(prod_host, tmp_path):
+    """odoo-offsite-recover's checks, before the deploy (deploy --recover: test_kill_points)
+    touches anything."""
+    pushed = tmp_path / "pushed"
+    good = write_backup(pushed, f"{PROD_DB}-20261202T011500")
+    bad = write_backup(pushed, f"{PROD_DB}-20261203T011500")
+    (bad / "filestore" / "ab" / "abcdef").write_text("bit rot\n")
+    prod_host.repository.set((good.name, days_ago(2)), (bad.name, days_ago(1)))
+
+    def recover(*args):
+        return prod_host.run(
+            "odoo-offsite-recover",
+            *args,
+            FAKE_REPO=str(prod_host.repository.path),
+            FAKE_EXTRACT_FROM=str(pushed),
+        )
+
+    listed = recover("--list")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == [good.name, bad.name]
+    missing = recover(f"{PROD_DB}-20261130T011500")
+    assert missing.returncode == 2
+    assert f"no archive '{PROD_DB}-20261130T011500' on the backup host" in missing.stderr
+    assert "nothing touched" in missing.stderr
+    newest = recover()  # the newest by default: here, one that does not match its manifest
+    assert newest.returncode == 2
+    assert f"{bad.name} does not match its manifest: filestore/ab/abcdef" in newest.stderr
+    assert prod_host.repository.calls()[-1]["argv"][-1] == f"::{bad.name}"
+    assert not [call for call in prod_host.logged() if call.startswith(("systemctl", "git"))]
+    assert recover("--bogus").returncode == 1

@@ -67,6 +67,7 @@ class Arguments:
         self.mode = "deploy"
         self.boot = False
         self.restore = False
+        self.recover = ""  # --recover: a backup directory (odoo-offsite-recover's extract)
         self.ref = ""
         self.wait = 0  # --wait: seconds to wait for a running deploy, backup or repair
         self.while_pid = 0  # --apply-lock: released when this process (the apply's) is gone
@@ -206,6 +207,13 @@ class Deploy(Steps):
 
     def check_production_data(self) -> None:
         """A backup directory is restored only once its dump and files match its manifest."""
+        if self.args.recover:
+            self.production_data = Path(self.args.recover)
+            problem = backups.problem(self.production_data)
+            if problem:
+                self.die(EXIT_REFUSED, f"backup refused, not recovered: {problem}")
+            self.log(f"backup to recover, as it is (no neutralization): {self.production_data}")
+            return
         if not self.args.restore:
             return
         directory = Path(self.c["production_data_dir"])
@@ -355,6 +363,7 @@ class Deploy(Steps):
             to=self.commit,
             ref=self.ref,
             restore=self.args.restore,
+            **({"recovered_from": self.args.recover} if self.args.recover else {}),
             result=result,
             failed_step=failed_step,
             error=error,
@@ -395,7 +404,7 @@ class Deploy(Steps):
             ref=self.ref,
             **{"from": self.previous},
             to=self.commit,
-            restore=str(self.args.restore).lower(),
+            restore=str(self.args.restore or bool(self.args.recover)).lower(),
             snapshot=self.snapshot,
             log=self.log_file,
             pid=os.getpid(),
@@ -436,9 +445,10 @@ class Deploy(Steps):
     def release(self) -> None:
         self.step("switching", f"resetting {self.checkout} to {self.commit} and syncing the venv")
         self.checkout_code(self.commit)
-        if self.args.restore:
+        if self.args.restore or self.args.recover:
             self.step("restoring", f"restoring {self.production_data} into {self.db}")
             self.restore_data()
+        if self.args.restore:
             self.step(
                 "neutralizing",
                 f"neutralizing {self.db}, making it a copy (its own uuid and secret, no"
@@ -777,6 +787,10 @@ def parse(argv: list[str], settings: dict, fail) -> Arguments:
             if not rest or not re.fullmatch(r"[0-9]+", rest[0]):
                 fail("--while-pid takes a process id", False)
             args.while_pid = int(rest.pop(0))
+        elif arg == "--recover":
+            if not rest:
+                fail("--recover takes a backup directory", False)
+            args.recover = rest.pop(0)
         elif arg == "--boot":
             args.boot = True
         elif arg == "--wait":
@@ -797,8 +811,18 @@ def parse(argv: list[str], settings: dict, fail) -> Arguments:
     if args.boot and args.mode != "repair":
         fail("--boot goes with --repair", False)
     if args.mode in ("status", "repair", "guard", "activity", "apply-lock"):
-        if args.ref or args.restore:
-            fail(f"--{args.mode} takes no ref nor -R", False)
+        if args.ref or args.restore or args.recover:
+            fail(f"--{args.mode} takes no ref nor -R nor --recover", False)
+        return args
+    if args.recover:
+        # The code the backup was taken with: its manifest's commit, unless a ref is given.
+        if args.restore:
+            fail("-R and --recover do not go together", False)
+        try:
+            commit = backups.read_manifest(Path(args.recover))["commit"]
+        except (backups.BackupError, OSError) as error:
+            fail(f"--recover: {args.recover} is no backup ({error})", False)
+        args.ref = args.ref or commit
         return args
     if not args.ref:
         fail("missing <git-ref>", True)

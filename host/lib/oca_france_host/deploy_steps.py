@@ -33,6 +33,7 @@ GIT = ["git", "-c", "maintenance.auto=false", "-c", "gc.auto=0"]
 
 USAGE = """\
 Usage: {prog} [-R|--restore] [--wait <seconds>] <git-ref>
+       {prog} --recover <backup-dir> [<git-ref>]
        {prog} --dry-run <git-ref> | --status | --repair [--boot] | --guard | -h|--help
        {prog} --activity | --apply-lock <seconds> [--while-pid <pid>]
 
@@ -41,6 +42,9 @@ of {checkout} to the {db} database, as {user}.
 
   -R, --restore  replace the database and filestore with the latest production data from
                  {production_data}, neutralized (recette only)
+  --recover <dir>  replace the database and filestore with this backup as it is (production
+                 rebuilt from the backup host: odoo-offsite-recover), at the commit its
+                 manifest names unless <git-ref> is given
   --wait <s>     wait up to <s> seconds for a running deploy, backup or repair (the weekly
                  refresh); without it, the deploy is refused while one runs (exit 2)
   --dry-run      show the commits between the running release and <git-ref>, and the addons

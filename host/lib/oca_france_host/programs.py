@@ -22,6 +22,7 @@ PROGRAMS = {
     "odoo-check": "check",
     "odoo-offsite-push": "push",
     "odoo-offsite": "offsite",
+    "odoo-offsite-recover": "recover",
 }
 
 
