@@ -174,12 +174,15 @@ def backing_up(make_host, pg_dump: str = ""):
     dump = host.root / "dump"
     dump.write_bytes(DUMP)
     writes = f'for arg; do [[ $arg != --file=* ]] || cp "{dump}" "${{arg#--file=}}"; done'
-    host.fake("pg_dump", f"{pg_dump}\n{writes}")
     fake_pg_restore(host)
-    # psql: the database's size (-c), or the session holding the dump's snapshot open.
+    # psql: the database's size (-c), or the session holding the dump's snapshot open (alive
+    # while pg_dump runs, or the snapshot would be gone: the fake pg_dump checks).
+    session = host.root / "psql-session"
+    host.fake("pg_dump", f"[[ -f {session} ]] || exit 9\n{pg_dump}\n{writes}")
     host.fake(
         "psql",
         "for arg; do [[ $arg != -c ]] || { echo 1000; exit 0; }; done\n"
+        f"touch {session}; trap 'rm -f {session}' EXIT\n"
         "while IFS= read -r line; do case $line in\n"
         "    *pg_export_snapshot*) echo 00000003-0000001B-1 ;;\n"
         '    *json_object_agg*) echo \'{ "res_partner" : 42, "ir_attachment" : 1 }\' ;;\n'

@@ -256,6 +256,15 @@ def test_recover_restores_a_backup_as_it_is_at_its_own_commit(deployed, tmp_path
     )
     backup = write_backup(tmp_path, "oca-france-production-20261203T011500", {"cd/cdef": "x\n"})
     edit_manifest(backup, commit=commit)
+    # Where -R restores neutralized copies (recette), production's data as it is: never.
+    recette = deployed.run("deploy", "--recover", str(backup))
+    assert recette.returncode == 1 and "--recover is not allowed on" in recette.stderr
+    deployed.config.update(
+        deploy_restore_allowed=False, offsite_repository_url="ssh://borg@backup.test/srv/borg/p"
+    )
+    deployed.write_config()
+    both = deployed.run("deploy", "-R", "--recover", str(backup))
+    assert both.returncode == 1 and "-R and --recover do not go together" in both.stderr
     (backup / "filestore" / "cd" / "cdef").write_text("tampered\n")
     refused = deployed.run("deploy", "--recover", str(backup))
     assert refused.returncode == 2, refused.stdout + refused.stderr
@@ -274,3 +283,32 @@ def test_recover_restores_a_backup_as_it_is_at_its_own_commit(deployed, tmp_path
     entry = history(deployed)[-1]
     assert (entry["result"], entry["to"]) == ("deployed", commit)
     assert entry["recovered_from"] == str(backup)
+
+
+def test_a_recovery_that_fails_after_the_stop_rolls_back_to_what_ran(deployed, tmp_path):
+    """The update fails on the recovered data: the snapshot (the fresh database) and the
+    release that ran are back, the site up, exit 5 (odoo-offsite-recover keeps its extract)."""
+    from .conftest import edit_manifest, fake_pg_restore, write_backup
+
+    commit = deployable(deployed)
+    before = git("rev-parse", "HEAD", cwd=deployed.path("oca_france_dir"))
+    fake_pg_restore(deployed)
+    dbs = deployed.dbs
+    deployed.fake(
+        "createdb",
+        f'if [[ $1 == --template=* ]]; then cp "{dbs}/${{1#--template=}}" "{dbs}/${{@: -1}}";'
+        f' else echo recovered > "{dbs}/${{@: -1}}"; fi',
+    )
+    deployed.fake("click-odoo-update", 'echo "a module fails to load" >&2; exit 1')
+    deployed.config.update(
+        deploy_restore_allowed=False, offsite_repository_url="ssh://borg@backup.test/srv/borg/p"
+    )
+    deployed.write_config()
+    backup = write_backup(tmp_path, "oca-france-production-20261203T011500")
+    edit_manifest(backup, commit=commit)
+    result = deployed.run("deploy", "--recover", str(backup))
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "rolled back to" in result.stdout
+    assert git("rev-parse", "HEAD", cwd=deployed.path("oca_france_dir")) == before
+    assert (dbs / deployed.config["odoo_db_name"]).read_text() == "live\n"  # the snapshot's
+    assert history(deployed)[-1]["result"] != "deployed"

@@ -207,6 +207,24 @@ def test_the_check_alerts_a_server_that_stays_down_not_one_restarting(alerting, 
     assert len([p for p in listener.posts() if p.get("flag") == "service"]) == 1
 
 
+def test_the_check_says_nothing_of_a_server_down_while_a_deploy_runs(alerting, listener):
+    """A deploy's downtime (its update may take many minutes): the deploy's own end says how
+    it went; the check alerts nothing meanwhile, and does not wait for it."""
+    import fcntl
+    import os
+
+    alerting.fake("systemctl", 'case "$*" in "is-active "*) echo inactive ;; esac')
+    lock_file = alerting.config["deploy_lock_file"]
+    with open(lock_file, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.write(f"deploy by ops (pid {os.getpid()}) since now\n")
+        lock.flush()
+        during = alerting.run("odoo-check")
+    assert during.returncode == 0, during.stdout + during.stderr
+    assert "not alerted while deploy by ops" in during.stdout
+    assert not [p for p in listener.posts() if p.get("flag") == "service"]
+
+
 def test_a_failed_transfer_is_tried_again_then_fails_once(make_host, tmp_path):
     """rsync fails (recette away), then succeeds: the retry sends it; failing each time, the
     transfer fails once, after its bounded retries (its unit then alerts, once)."""

@@ -293,6 +293,7 @@ def test_the_push_sends_the_newest_backup_once(prod_host):
     assert f"pushed {newest}: 3000 bytes, 1000 new to the repository" in result.stdout
     pushed = json.loads(prod_host.path("offsite_push_state_file").read_text())
     assert (pushed["result"], pushed["archive"]) == ("success", newest)
+    assert pushed["pushed"] == [newest]  # what this host pushed itself (recover skips them)
     # Already there: not pushed again.
     result = prod_host.push()
     assert result.returncode == 0
@@ -365,3 +366,10 @@ def test_recover_refuses_an_archive_not_there_or_not_as_its_manifest_says(prod_h
     assert prod_host.repository.calls()[-1]["argv"][-1] == f"::{bad.name}"
     assert not [call for call in prod_host.logged() if call.startswith(("systemctl", "git"))]
     assert recover("--bogus").returncode == 1
+    # A host rebuilt from bare whose timer already pushed its fresh database: never that one
+    # by default.
+    prod_host.path("offsite_push_state_file").write_text(json.dumps({"pushed": [bad.name]}))
+    own = recover()
+    assert f"not by default: {bad.name} (pushed by this host itself)" in own.stdout
+    assert f"recovering {good.name}, taken " in own.stdout
+    assert prod_host.repository.calls()[-1]["argv"][-1] == f"::{good.name}"

@@ -141,6 +141,15 @@ def write_file_list(backup: Path) -> tuple[int, int]:
     return len(entries), sum(size for _, size, _ in entries)
 
 
+def restore_command(database: str, dump: Path) -> list[str]:
+    """pg_restore of a backup's dump into an empty database, as the deploy and the drill run
+    it: no owner nor privileges of the source (the restoring role owns it), stop at an error."""
+    return [
+        "pg_restore", "--no-owner", "--no-privileges", "--no-comments", "--exit-on-error",
+        "-d", database, str(dump),
+    ]  # fmt: skip
+
+
 def count_rows_sql(tables: list[str]) -> str:
     """One statement counting each table's rows: one line of JSON, {"table": count}, the
     tables that do not exist left out (an addon not installed). What the backup records in the

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
+from pathlib import Path
 
 from oca_france_host import runner
 
@@ -76,6 +78,13 @@ def run(args: list[str], env: dict, cwd: str | None = None) -> subprocess.Comple
         last = " | ".join(output.splitlines()[-3:])
         raise BorgError(f"borg {args[0]} failed ({cause(output)}): {last}")
     return done
+
+
+def extract(env: dict, archive: str, target: Path) -> None:
+    """ARCHIVE's files in TARGET, emptied first (the drill's scratch, a recovery's extract)."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True, mode=0o700)
+    run(["extract", f"::{archive}"], env, cwd=str(target))
 
 
 def archives(env: dict) -> list[dict]:

@@ -11,28 +11,37 @@ from __future__ import annotations
 import os
 import time
 
-from oca_france_host import config, notify, programs, status
+from oca_france_host import config, notify, programs, state, status
 
 STATE = "check.json"
-# Flags a moment can explain: the server down while systemd restarts it after a crash (which
-# alerts on its own, once per incident) or through a deploy's downtime, a deploy running.
-MOMENTARY = ("service", "unfinished deploy")
 SETTLE_POLL_SEC = 5
 
 
 def flags_that_last(c: dict, before: dict) -> dict[str, str]:
-    """What status flags now, a new momentary flag looked at again until it goes or has lasted
-    check_settle_sec: one crash, one deploy, sends no alert of its own here."""
-    settle = c.get("check_settle_sec", 0)  # none on the backup host: nothing momentary there
+    """What status flags now, minus what a moment explains: the server down while systemd
+    restarts it after a crash (which alerts on its own, once per incident) or a deploy
+    unfinished, looked at again until it goes or has lasted check_settle_sec; and both while a
+    deploy runs (its own end says how it went)."""
+    now = dict(status.report(c, units=False)[1])
+    if "offsite_repository" in c:  # the backup host: no service, no deploy
+        return now
+    settle = c["check_settle_sec"]
     deadline = time.monotonic() + settle
     poll = min(SETTLE_POLL_SEC, settle / 6)
     while True:
-        now = dict(status.report(c, units=False)[1])
-        passing = [key for key in MOMENTARY if key in now and key not in before]
-        if not passing or time.monotonic() >= deadline:
+        passing = [key for key in status.MOMENTARY if key in now and key not in before]
+        if not passing:
+            return now
+        running = state.deploying(c["deploy_lock_file"])
+        if running:
+            notify.log(f"not alerted while {running} runs: {', '.join(passing)}")
+            return {key: text for key, text in now.items() if key not in passing}
+        if time.monotonic() >= deadline:
             return now
         notify.log(f"looking again in {poll:g} s: {', '.join(passing)}")
         time.sleep(poll)
+        now = {key: text for key, text in now.items() if key not in status.MOMENTARY}
+        now.update(status.momentary_flags(c))
 
 
 def main(argv: list[str]) -> int:

@@ -68,6 +68,7 @@ class Arguments:
         self.boot = False
         self.restore = False
         self.recover = ""  # --recover: a backup directory (odoo-offsite-recover's extract)
+        self.from_manifest = False  # the ref is the recovered backup's own commit
         self.ref = ""
         self.wait = 0  # --wait: seconds to wait for a running deploy, backup or repair
         self.while_pid = 0  # --apply-lock: released when this process (the apply's) is gone
@@ -271,18 +272,7 @@ class Deploy(Steps):
             files = data / backups.FILESTORE
         self.run(["dropdb", "--if-exists", self.db])
         self.run(["createdb", self.db])
-        self.run(
-            [
-                "pg_restore",
-                "--no-owner",
-                "--no-privileges",
-                "--no-comments",
-                "--exit-on-error",
-                "-d",
-                self.db,
-                str(dump),
-            ]
-        )
+        self.run(backups.restore_command(self.db, dump))
         live = self.filestore_root / self.db
         shutil.rmtree(live, ignore_errors=True)
         live.mkdir(parents=True)
@@ -815,19 +805,11 @@ def parse(argv: list[str], settings: dict, fail) -> Arguments:
             fail(f"--{args.mode} takes no ref nor -R nor --recover", False)
         return args
     if args.recover:
-        # The code the backup was taken with: its manifest's commit, unless a ref is given.
-        if args.restore:
-            fail("-R and --recover do not go together", False)
-        try:
-            commit = backups.read_manifest(Path(args.recover))["commit"]
-        except (backups.BackupError, OSError) as error:
-            fail(f"--recover: {args.recover} is no backup ({error})", False)
-        args.ref = args.ref or commit
-        return args
+        recovering(args, settings, fail)
     if not args.ref:
         fail("missing <git-ref>", True)
     pattern = settings["deploy_ref_pattern"]
-    if pattern and not re.search(pattern, args.ref):
+    if pattern and not args.from_manifest and not re.search(pattern, args.ref):
         fail(f"'{args.ref}' does not match {pattern} (deploy a release tag here)", False)
     if args.restore and settings["deploy_restore_allowed"] is not True:
         fail(
@@ -835,6 +817,32 @@ def parse(argv: list[str], settings: dict, fail) -> Arguments:
             False,
         )
     return args
+
+
+def recovering(args: Arguments, settings: dict, fail) -> None:
+    """--recover: production's own data, as it is, on the host that pushes it off-site (never
+    where -R restores neutralized copies); at the commit its manifest names unless a ref is
+    given (a ref then follows this host's rule, like any deploy's)."""
+    if args.restore:
+        fail("-R and --recover do not go together", False)
+    if settings["deploy_restore_allowed"] or "offsite_repository_url" not in settings:
+        fail(
+            f"--recover is not allowed on {settings['odoo_db_name']}: production's data, not"
+            " neutralized, is recovered on production alone (offsite_enabled)",
+            False,
+        )
+    args.recover = os.path.abspath(args.recover)  # read again once the deploy is in /
+    try:
+        commit = str(backups.read_manifest(Path(args.recover)).get("commit"))
+    except (backups.BackupError, OSError) as error:
+        fail(f"--recover: {args.recover} is no backup ({error})", False)
+    if not args.ref:
+        if not re.fullmatch(r"[0-9a-f]{40}", commit):
+            fail(
+                f"--recover: the manifest's commit {commit!r} is no commit: give a <git-ref>", False
+            )
+        args.ref = commit
+        args.from_manifest = True
 
 
 def main(argv: list[str]) -> int:

@@ -47,26 +47,14 @@ def drop_scratch_database() -> None:
     runner.run(["dropdb", "--if-exists", "--force", SCRATCH_DB], check=False)
 
 
-def extract(archive: str, scratch: Path, env: dict) -> None:
-    """The archive's files in an empty scratch directory."""
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(mode=0o700, parents=True)
-    borg.run(["extract", f"::{archive}"], env, cwd=str(scratch))
-
-
 def restore_and_count(scratch: Path, manifest: dict) -> dict[str, int]:
     """The dump restored into the scratch database (as a deploy restores it): the tables'
     counts compared with prod's. Returns the counts."""
     drop_scratch_database()
     runner.run(["createdb", SCRATCH_DB])
     done = runner.run(
-        [
-            "pg_restore", "--no-owner", "--no-privileges", "--no-comments", "--exit-on-error",
-            "-d", SCRATCH_DB, str(scratch / manifest["dump"]),
-        ],
-        capture=True,
-        check=False,
-    )  # fmt: skip
+        backups.restore_command(SCRATCH_DB, scratch / manifest["dump"]), capture=True, check=False
+    )
     if done.returncode != 0:
         last = " | ".join((done.stderr or "").strip().splitlines()[-3:])
         raise DrillFailed(f"pg_restore of {manifest['dump']} failed: {last}")
@@ -84,47 +72,68 @@ def restore_and_count(scratch: Path, manifest: dict) -> dict[str, int]:
     return restored
 
 
+FAILURES = (DrillFailed, borg.BorgError, backups.BackupError, runner.Failed, OSError, ValueError)
+
+
+def restore_newest(settings: dict, env: dict, scratch: Path, result: dict) -> None:
+    """Steps 1 to 3: the newest archive extracted, checked and restored (raises on failure)."""
+    archives = borg.archives(env)
+    if not archives:
+        raise DrillFailed("the repository holds no archive")
+    archive = archives[-1]["name"]  # borg lists them oldest first
+    result["archive"] = archive
+    offsite.log(f"drill: extracting {archive} into {scratch}")
+    borg.extract(env, archive, scratch)
+    wrong = backups.problem(scratch)
+    if wrong:
+        raise DrillFailed(f"{archive} does not match its manifest: {wrong}")
+    manifest = backups.read_manifest(scratch)
+    offsite.log(f"drill: {manifest['filestore_files']} attachments match their sha256")
+    counts = restore_and_count(scratch, manifest)
+    offsite.log(f"drill: {manifest['dump']} restored; rows as recorded: {counts}")
+    result.update(files=manifest["filestore_files"], row_counts=counts)
+
+
 def drill(settings: dict) -> int:
     env = offsite.environment(settings)
     started = time.monotonic()
     now = datetime.now()
     record_file = offsite.state_file(settings, LAST_DRILL)
-    last = offsite.read_json(record_file, {})
+    try:
+        last = offsite.read_json(record_file, {})
+    except ValueError:
+        last = {}  # unreadable: as if none (this drill writes a new one)
     verify_data = verify_data_due(settings, last, now)
     result = {"time": now.isoformat(timespec="seconds"), "archive": None, "result": "failed"}
     if last.get("verify_data_time"):
         result["verify_data_time"] = last["verify_data_time"]
     scratch = Path(settings["offsite_drill_dir"]) / "archive"
+    errors = []
     try:
-        archives = borg.archives(env)
-        if not archives:
-            raise DrillFailed("the repository holds no archive")
-        archive = archives[-1]["name"]  # borg lists them oldest first
-        result["archive"] = archive
-        offsite.log(f"drill: extracting {archive} into {scratch}")
-        extract(archive, scratch, env)
-        wrong = backups.problem(scratch)
-        if wrong:
-            raise DrillFailed(f"{archive} does not match its manifest: {wrong}")
-        manifest = backups.read_manifest(scratch)
-        offsite.log(f"drill: {manifest['filestore_files']} attachments match their sha256")
-        counts = restore_and_count(scratch, manifest)
-        offsite.log(f"drill: {manifest['dump']} restored; rows as recorded: {counts}")
-        check = ["check", "--verify-data"] if verify_data else ["check"]
-        offsite.log(f"drill: borg {' '.join(check)}")
-        borg.run(check, env)
-        if verify_data:
-            result["verify_data_time"] = result["time"]
-        result.update(result="success", files=manifest["filestore_files"], row_counts=counts)
-    except (DrillFailed, borg.BorgError, backups.BackupError, runner.Failed, OSError) as error:
-        result["error"] = str(error)
+        restore_newest(settings, env, scratch, result)
+    except FAILURES as error:
+        errors.append(str(error))
         offsite.log(f"DRILL FAILED: {error}", error=True)
     finally:
         drop_scratch_database()
         shutil.rmtree(scratch, ignore_errors=True)
-        result["seconds"] = round(time.monotonic() - started, 1)
-        offsite.write_json(record_file, result)
-    if result["result"] != "success":
+    # The repository is checked whatever the restore did (a failed restore says nothing of it).
+    check = ["check", "--verify-data"] if verify_data else ["check"]
+    offsite.log(f"drill: borg {' '.join(check)}")
+    try:
+        borg.run(check, env)
+        if verify_data:
+            result["verify_data_time"] = result["time"]
+    except FAILURES as error:
+        errors.append(str(error))
+        offsite.log(f"DRILL FAILED: {error}", error=True)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    if errors:
+        result["error"] = "; ".join(errors)
+    else:
+        result["result"] = "success"
+    offsite.write_json(record_file, result)
+    if errors:
         return 1
     offsite.log(f"drill passed: {result['archive']} restores, in {result['seconds']} s")
     return 0

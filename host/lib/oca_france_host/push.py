@@ -100,6 +100,18 @@ def push(settings: dict) -> dict:
     return result
 
 
+PUSHED_KEPT = 400  # more than the backup host keeps (14 + 8 + 12 by default)
+
+
+def pushed_here(settings: dict) -> list[str]:
+    """The archives this host pushed itself (none on a host that never pushed)."""
+    try:
+        found = json.loads(Path(settings["offsite_push_state_file"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [name for name in found.get("pushed", []) if isinstance(name, str)]
+
+
 def record(settings: dict, result: dict) -> None:
     """The last attempt's result and the last success's time, replaced by a rename (status
     reads it: a push older than offsite_max_age_hours is flagged)."""
@@ -109,8 +121,14 @@ def record(settings: dict, result: dict) -> None:
     except (OSError, ValueError):
         previous = {}
     success = result["time"] if result["result"] == "success" else previous.get("last_success")
+    # The archives this host pushed: a host rebuilt from bare recovers none of its own (its
+    # first backups are of the fresh database: odoo-offsite-recover).
+    pushed = list(previous.get("pushed", []))
+    if result["result"] == "success" and result["archive"] not in pushed:
+        pushed = [*pushed, result["archive"]][-PUSHED_KEPT:]
     staged = path.with_name(f".{path.name}.new")
-    staged.write_text(json.dumps({**result, "last_success": success}) + "\n", encoding="utf-8")
+    record = {**result, "last_success": success, "pushed": pushed}
+    staged.write_text(json.dumps(record) + "\n", encoding="utf-8")
     staged.replace(path)
 
 

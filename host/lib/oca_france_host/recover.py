@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from oca_france_host import backups, borg, config, deploy, push, runner
+from oca_france_host.deploy_steps import whoami
 
 USAGE = """Usage: odoo-offsite-recover [--list | ARCHIVE]
 Rebuilds this host's database and filestore from an archive of the backup host (default: the
@@ -40,45 +41,50 @@ def log(message: str, error: bool = False) -> None:
     print(line, file=sys.stderr if error else sys.stdout, flush=True)
 
 
-def chosen(archives: list[dict], wanted: str | None) -> str:
-    """The archive to recover: the named one, or the newest (borg lists them oldest first)."""
+def chosen(archives: list[dict], wanted: str | None, own: list[str]) -> dict:
+    """The archive to recover: the named one, or the newest this host did not push itself (a
+    host rebuilt from bare backs up its fresh database once its timer fires: never that one
+    by default). borg lists them oldest first."""
     if not archives:
         raise Refused("the backup host holds no archive")
     if wanted is None:
-        return archives[-1]["name"]
-    if wanted not in {archive["name"] for archive in archives}:
-        raise Refused(
-            f"no archive {wanted!r} on the backup host (odoo-offsite-recover --list: the"
-            f" {len(archives)} there)"
-        )
-    return wanted
-
-
-def extract(settings: dict, env: dict, archive: str) -> Path:
-    """The archive in offsite_recovery_dir/ARCHIVE, checked against its manifest."""
-    target = Path(settings["offsite_recovery_dir"]) / archive
-    shutil.rmtree(target.parent, ignore_errors=True)  # an earlier attempt's extract
-    target.mkdir(parents=True, mode=0o700)
-    log(f"extracting {archive} into {target}")
-    borg.run(["extract", f"::{archive}"], env, cwd=str(target))
-    problem = backups.problem(target)
-    if problem:
-        raise Refused(f"{archive} does not match its manifest: {problem}")
-    return target
+        others = [archive for archive in archives if archive["name"] not in own]
+        skipped = [archive["name"] for archive in archives if archive["name"] in own]
+        if skipped:
+            log(f"not by default: {', '.join(skipped)} (pushed by this host itself)")
+        if not others:
+            raise Refused(
+                "every archive there was pushed by this host itself: name the one to recover"
+                " (odoo-offsite-recover --list)"
+            )
+        return others[-1]
+    for archive in archives:
+        if archive["name"] == wanted:
+            return archive
+    raise Refused(
+        f"no archive {wanted!r} on the backup host (odoo-offsite-recover --list: the"
+        f" {len(archives)} there)"
+    )
 
 
 def recover(settings: dict, wanted: str | None) -> int:
     env = push.environment(settings)
-    archives = borg.archives(env)
-    archive = chosen(archives, wanted)
-    if not backups.is_safe_name(archive):
-        raise Refused(f"{archive!r} is not a plain name")
-    target = extract(settings, env, archive)
-    log(f"{archive} matches its manifest: handing it to the deploy (--recover)")
+    archive = chosen(borg.archives(env), wanted, push.pushed_here(settings))
+    name = archive["name"]
+    if not backups.is_safe_name(name):
+        raise Refused(f"{name!r} is not a plain name")
+    target = Path(settings["offsite_recovery_dir"]) / name
+    log(f"recovering {name}, taken {archive['start']}: extracting it into {target}")
+    shutil.rmtree(target.parent, ignore_errors=True)  # an earlier attempt's extract
+    borg.extract(env, name, target)
+    problem = backups.problem(target)
+    if problem:
+        raise Refused(f"{name} does not match its manifest: {problem}")
+    log(f"{name} matches its manifest: handing it to the deploy (--recover)")
     status = deploy.main(["--recover", str(target)])
     if status == 0:
         shutil.rmtree(target.parent, ignore_errors=True)
-        log(f"recovered {archive}: the service runs on it")
+        log(f"recovered {name}: the service runs on it")
     else:
         log(f"the deploy exited {status}: the extract stays in {target}", error=True)
     return status
@@ -92,6 +98,10 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1 or (argv and argv[0].startswith("-") and argv != ["--list"]):
         print(USAGE, file=sys.stderr)
         return 1
+    user = settings["odoo_user"]
+    if whoami() != user:  # never root: the extract goes into odoo's home
+        log(f"ERROR: run me as {user}: sudo -u {user} -H {' '.join(sys.argv)}", error=True)
+        return 2
     if "offsite_repository_url" not in settings:
         log("ERROR: no backup host here (offsite_enabled is off in this host's group data)", True)
         return 2

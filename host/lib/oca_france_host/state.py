@@ -71,6 +71,12 @@ def holder(lock_file: str) -> str:
     return text if found and alive(int(found.group(1))) else ""
 
 
+def deploying(lock_file: str) -> str:
+    """The deploy (or its repair) holding the lock now, as it named itself; "" when none."""
+    found = holder(lock_file)
+    return found if found.startswith("deploy") else ""
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -240,23 +240,53 @@ def offsite_report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[s
     return lines, flags
 
 
+def service_state(c: dict) -> tuple[str, list[tuple[str, str]]]:
+    """The service's line, and its flag when it is not active or its health fails."""
+    service = c["oca_france_service"]
+    active = run("systemctl", "is-active", service) or "inactive"
+    healthy = health(c["health_url"])
+    flags = []
+    if active != "active" or healthy != "ok":
+        flags.append(("service", f"{service} is {active}, health {healthy}"))
+    return f"service:          {service} {active}, health {healthy}", flags
+
+
+def unfinished_deploy(c: dict) -> list[tuple[str, str]]:
+    found = state.unfinished(c["deploy_state_file"])
+    if found is None:
+        return []
+    return [
+        (
+            "unfinished deploy",
+            f"a deploy of {found.get('ref', '?')} is unfinished (step"
+            f" {found.get('step', '?')}): odoo-deploy-repair.timer repairs it",
+        )
+    ]
+
+
+# The flags a moment can explain (a restart, a deploy): odoo-check looks at them again alone.
+MOMENTARY = ("service", "unfinished deploy")
+
+
+def momentary_flags(c: dict) -> dict[str, str]:
+    """The MOMENTARY flags alone, as report() raises them."""
+    return dict(service_state(c)[1] + unfinished_deploy(c))
+
+
 def report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[str, str]]]:
     """What status says, and what it flags: (key, text) pairs, the key stable while the
     condition lasts (odoo-check alerts once when a key appears, once when it goes)."""
     if "offsite_repository" in c:  # the backup host
         return offsite_report(c, units)
-    service = c["oca_france_service"]
     now = datetime.now().astimezone()
     lines: list[str] = []
     flags: list[tuple[str, str]] = []
     commit = git(c, "rev-parse", "HEAD")
     tag = git(c, "describe", "--tags", "--exact-match", "HEAD")
     lines.append(f"deployed:         {tag or '(no tag)'} {commit[:12] or '(no checkout)'}")
-    active = run("systemctl", "is-active", service) or "inactive"
-    healthy = health(c["health_url"])
-    lines.append(f"service:          {service} {active}, health {healthy}")
-    if active != "active" or healthy != "ok":
-        flags.append(("service", f"{service} is {active}, health {healthy}"))
+    line, flag = service_state(c)
+    lines.append(line)
+    flags.extend(flag)
     if c["backup_enabled"]:
         found = newest(c["backup_dir"], c["odoo_db_name"])
         if found is None:
@@ -326,15 +356,7 @@ def report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[str, str]
         lines.append(f"disk:             {line}")
     flags.extend(disk_flags)
     lines.append(f"last alert:       {last_alert(c)}")
-    unfinished = state.unfinished(c["deploy_state_file"])
-    if unfinished is not None:
-        flags.append(
-            (
-                "unfinished deploy",
-                f"a deploy of {unfinished.get('ref', '?')} is unfinished (step"
-                f" {unfinished.get('step', '?')}): odoo-deploy-repair.timer repairs it",
-            )
-        )
+    flags.extend(unfinished_deploy(c))
     if units:
         flags.extend((f"unit {found.split()[0]}", found) for found in failed_units())
     return lines, flags
