@@ -105,7 +105,7 @@ test-unit: setup ## The fast layer alone: static checks and the host programs' u
 
 test: setup ## All tests: static checks, unit tests, then the end-to-end suite on the sandbox (root)
 	$(DEPS) test
-	$(UV) run --locked pytest -v
+	$(UV) run --locked pytest -v --durations=30
 
 sandbox: setup ## Boot the local sandbox containers (root) and apply deploy.py to both
 	$(DEPS) sandbox

@@ -13,16 +13,17 @@ import urllib.request
 
 from .conftest import (
     BACKUPS,
+    DB,
     PROD,
     SANDBOX_SCRIPT,
     changed_operations,
+    config_parameter,
     filestore,
     head,
     psql,
 )
 from .test_9b_offsite import push_after_backup
 
-DB = "oca-france-production"
 MARKER = b"recovered from the backup host, byte for byte\n"
 
 
@@ -30,14 +31,14 @@ def public_attachment(prod) -> int:
     """A public attachment, its file in the filestore as Odoo stores it: Odoo serves it to
     anyone at /web/content/<id>."""
     checksum = hashlib.sha1(MARKER).hexdigest()
-    path = f"{filestore(DB)}/{checksum[:2]}/{checksum}"
+    path = f"{filestore(PROD)}/{checksum[:2]}/{checksum}"
     prod.check_output(
-        f"sudo -u odoo sh -c 'mkdir -p {filestore(DB)}/{checksum[:2]} && cat > {path}'"
+        f"sudo -u odoo sh -c 'mkdir -p {filestore(PROD)}/{checksum[:2]} && cat > {path}'"
         f" <<'EOF'\n{MARKER.decode()}EOF"
     )
     inserted = psql(
         prod,
-        DB,
+        DB[PROD],
         "INSERT INTO ir_attachment (name, type, store_fname, file_size, checksum, mimetype,"
         " public, create_date, write_date) VALUES ('recovery-marker.txt', 'binary',"
         f" '{checksum[:2]}/{checksum}', {len(MARKER)}, '{checksum}', 'text/plain', true,"
@@ -56,7 +57,7 @@ def test_prod_rebuilt_from_bare_serves_the_backup_hosts_archive(sandbox, prod, r
     assert served(sandbox, attachment) == MARKER
     archive = push_after_backup(prod, recette)
     manifest = json.loads(prod.check_output(f"cat {BACKUPS}/{archive}/manifest.json"))
-    partners = psql(prod, DB, "SELECT count(*) FROM res_partner")
+    partners = psql(prod, DB[PROD], "SELECT count(*) FROM res_partner")
 
     started = time.monotonic()
     subprocess.run(["bash", str(SANDBOX_SCRIPT), "rebuild", PROD], check=True, timeout=600)
@@ -65,22 +66,22 @@ def test_prod_rebuilt_from_bare_serves_the_backup_hosts_archive(sandbox, prod, r
     assert applied.returncode == 0, applied.stdout[-5000:] + applied.stderr[-5000:]
     assert changed_operations(applied.stdout + applied.stderr) > 0
     # A name the backup host does not have: refused, nothing touched.
-    missing = sandbox.make("recover-prod", YES="1", ARCHIVE=f"{DB}-20200101T000000")
+    missing = sandbox.make("recover-prod", YES="1", ARCHIVE=f"{DB[PROD]}-20200101T000000")
     assert missing.returncode != 0
-    assert f"no archive '{DB}-20200101T000000' on the backup host" in missing.stdout
+    assert f"no archive '{DB[PROD]}-20200101T000000' on the backup host" in (
+        missing.stdout + missing.stderr
+    )
     recovered = sandbox.make("recover-prod", YES="1")  # the newest
     took = time.monotonic() - started
     assert recovered.returncode == 0, recovered.stdout[-5000:] + recovered.stderr[-5000:]
-    assert f"recovered {archive}" in recovered.stdout
+    assert f"recovered {archive}" in recovered.stdout + recovered.stderr
     print(f"recovery from bare: {took:.0f} s (rebuild, apply, recover)")
 
     sandbox.wait_healthy(PROD)
     assert served(sandbox, attachment) == MARKER
-    assert psql(prod, DB, "SELECT count(*) FROM res_partner") == partners
+    assert psql(prod, DB[PROD], "SELECT count(*) FROM res_partner") == partners
     assert head(prod) == manifest["commit"]
     assert prod.service("odoo-oca-france.service").is_running
     # Production, as it was: not neutralized.
-    assert psql(
-        prod, DB, "SELECT value FROM ir_config_parameter WHERE key = 'database.is_neutralized'"
-    ) in ("", "false", "False")
+    assert config_parameter(prod, DB[PROD], "database.is_neutralized") in ("", "false", "False")
     assert prod.check_output("ls -A /home/odoo/.odoo_dumps/recovery 2>/dev/null || true") == ""

@@ -523,13 +523,19 @@ wait_gone() {
 # this is not waited for.
 readonly POWER_OFF_WAIT_SEC=15
 
-stop_container() {
+request_power_off() {
     local name=$1 pid
     pid=$(cat "$(pidfile_of "$name")" 2>/dev/null) || pid=""
     if [[ -n "$pid" ]] && is_running "$name"; then
         log "$name: powering off"
         kill -TERM "$pid" # nspawn asks the container's systemd to power off
     fi
+}
+
+# Powered off (request_power_off first: the containers shut down side by side), or killed.
+stop_container() {
+    local name=$1 pid
+    pid=$(cat "$(pidfile_of "$name")" 2>/dev/null) || pid=""
     if ! wait_gone "$POWER_OFF_WAIT_SEC" "$name"; then
         # A shutdown that hangs: kill what runs in the container, then nspawn itself.
         log "$name: did not power off in ${POWER_OFF_WAIT_SEC}s, killing its processes"
@@ -578,6 +584,10 @@ cmd_rebuild() {
 cmd_down() {
     [[ $EUID -eq 0 ]] || die "run me as root"
     local entry name index
+    for entry in "${CONTAINERS[@]}"; do
+        read -r name _ <<<"$entry"
+        request_power_off "$name"
+    done
     for entry in "${CONTAINERS[@]}"; do
         read -r name index _ <<<"$entry"
         stop_container "$name"
