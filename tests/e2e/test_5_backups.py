@@ -157,7 +157,8 @@ def test_a_stopped_or_killed_backup_leaves_no_partial_directory_after_the_next(p
     # A table another session holds exclusively: pg_dump waits for it, mid-backup.
     psql(prod, DB[PROD], "CREATE TABLE backup_blocker (id int)")
     hold = (
-        f"systemd-run --unit=hold-backup-blocker --uid=odoo --gid=odoo psql -d {DB[PROD]} -c"
+        "systemd-run --unit=hold-backup-blocker --uid=odoo --gid=odoo"
+        f" --setenv=PGAPPNAME=backup-blocker psql -d {DB[PROD]} -c"
         " 'BEGIN; LOCK TABLE backup_blocker IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120)'"
     )
 
@@ -180,6 +181,11 @@ def test_a_stopped_or_killed_backup_leaves_no_partial_directory_after_the_next(p
         assert len(partial_backups(prod)) == 1  # nothing could clean up after SIGKILL
     finally:
         prod.run("systemctl stop hold-backup-blocker.service")
+        # Its server side sleeps on, holding the lock, until it is ended too.
+        prod.run(
+            'sudo -u postgres psql -XAtq -c "SELECT pg_terminate_backend(pid)'
+            " FROM pg_stat_activity WHERE application_name = 'backup-blocker'\""
+        )
         prod.run("systemctl reset-failed odoo-backup.service hold-backup-blocker.service")
         psql(prod, DB[PROD], "DROP TABLE IF EXISTS backup_blocker")
     assert run_backup(prod).rc == 0
