@@ -24,28 +24,18 @@ server.user(
     shell="/bin/sh",
     create_home=False,
 )
-files.directory(
-    name=f"Create {data.offsite_home} ({borg}'s alone: the repositories)",
-    path=data.offsite_home,
-    user=borg,
-    group=borg,
-    mode="700",
-)
-files.directory(
-    name=f"Create {offsite_state_dir(data)} (what the guard saw, the last prune)",
-    path=offsite_state_dir(data),
-    user=borg,
-    group=borg,
-    mode="700",
-)
-
-files.directory(
-    name=f"Create {data.offsite_drill_dir} (the drill's scratch: each archive it restores)",
-    path=data.offsite_drill_dir,
-    user=borg,
-    group=borg,
-    mode="700",
-)
+for path, holds in (
+    (data.offsite_home, "the repositories"),
+    (offsite_state_dir(data), "what the guard saw, the last prune and drill"),
+    (data.offsite_drill_dir, "the drill's scratch: each archive it restores"),
+):
+    files.directory(
+        name=f"Create {path} ({borg}'s alone: {holds})",
+        path=path,
+        user=borg,
+        group=borg,
+        mode="700",
+    )
 
 # The drill restores each week's newest dump into a scratch database, as prod's backups are
 # restored: the release's own PostgreSQL, a role for the repositories' owner (its own

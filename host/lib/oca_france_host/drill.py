@@ -75,7 +75,7 @@ def restore_and_count(scratch: Path, manifest: dict) -> dict[str, int]:
 FAILURES = (DrillFailed, borg.BorgError, backups.BackupError, runner.Failed, OSError, ValueError)
 
 
-def restore_newest(settings: dict, env: dict, scratch: Path, result: dict) -> None:
+def restore_newest(env: dict, scratch: Path, result: dict) -> None:
     """Steps 1 to 3: the newest archive extracted, checked and restored (raises on failure)."""
     archives = borg.archives(env)
     if not archives:
@@ -110,7 +110,7 @@ def drill(settings: dict) -> int:
     scratch = Path(settings["offsite_drill_dir"]) / "archive"
     errors = []
     try:
-        restore_newest(settings, env, scratch, result)
+        restore_newest(env, scratch, result)
     except FAILURES as error:
         errors.append(str(error))
         offsite.log(f"DRILL FAILED: {error}", error=True)
