@@ -508,6 +508,15 @@ container_pids() {
     ip netns pids "$(netns_of "$1")" 2>/dev/null || true
 }
 
+# Every process of the container, killed at once. One may exit between the listing and its kill:
+# that is not a failure (wait_gone says whether any is left).
+kill_processes() {
+    local pid
+    for pid in $(container_pids "$1"); do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+}
+
 wait_gone() {
     local seconds=$1 name=$2
     for _ in $(seq $((seconds * 2))); do
@@ -539,7 +548,7 @@ stop_container() {
     if ! wait_gone "$POWER_OFF_WAIT_SEC" "$name"; then
         # A shutdown that hangs: kill what runs in the container, then nspawn itself.
         log "$name: did not power off in ${POWER_OFF_WAIT_SEC}s, killing its processes"
-        container_pids "$name" | xargs -r kill -KILL
+        kill_processes "$name"
         if [[ -n "$pid" ]] && is_running "$name"; then
             kill -KILL "$pid"
         fi
@@ -555,7 +564,7 @@ cmd_power_cut() {
     is_running "$name" || die "$name is not running"
     pid=$(cat "$(pidfile_of "$name")")
     log "$name: power cut"
-    container_pids "$name" | xargs -r kill -KILL
+    kill_processes "$name"
     kill -KILL "$pid" 2>/dev/null || true
     wait_gone 30 "$name" || die "$name: processes left after the power cut: $(container_pids "$name")"
     rm -f "$(pidfile_of "$name")"
