@@ -205,6 +205,7 @@ offsite_user = "borg"  # the backup host's account owning the repositories (no o
 offsite_home = "/srv/borg"  # its home: the repositories, nothing else
 offsite_repository = f"{offsite_home}/oca-france-prod"  # prod's repository there
 offsite_compression = "zstd,3"  # borg create --compression (the dump compresses well)
+offsite_lock_wait_sec = 600  # borg waits this long for the repository's lock (a prune, a drill)
 offsite_push_retry_sec = 1200  # a failed push is tried again this much later...
 offsite_push_retries = 4  # ... at most this many times (then its unit fails, and alerts)
 offsite_prune_calendar = "*-*-* 11:00:00"  # the backup host's guarded prune and compact

@@ -189,6 +189,7 @@ def host_config(data) -> dict:
             offsite_push_state_file=offsite_push_state_file(data),
             offsite_push_retries=data.offsite_push_retries,
             offsite_push_retry_sec=data.offsite_push_retry_sec,
+            offsite_lock_wait_sec=data.offsite_lock_wait_sec,
             offsite_max_age_hours=data.offsite_max_age_hours,
             offsite_recovery_dir=offsite_recovery_dir(data),
         )
@@ -226,6 +227,7 @@ def backup_host_config(data) -> dict:
         "offsite_keep_weekly": data.offsite_keep_weekly,
         "offsite_keep_monthly": data.offsite_keep_monthly,
         "offsite_max_age_hours": data.offsite_max_age_hours,
+        "offsite_lock_wait_sec": data.offsite_lock_wait_sec,
         "offsite_drill_dir": data.offsite_drill_dir,
         "offsite_drill_verify_data_days": data.offsite_drill_verify_data_days,
         "offsite_drill_max_age_days": data.offsite_drill_max_age_days,

@@ -6,14 +6,26 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from tasks.render import backup_host_config
 
-from .conftest import Host, edit_manifest, fake_pg_restore, moved_config, release_data, write_backup
+from .conftest import (
+    PROD_DB,
+    Host,
+    edit_manifest,
+    fake_pg_restore,
+    moved_config,
+    release_data,
+    stamp,
+    write_backup,
+)
 
 PASSPHRASE = "real-borg-passphrase-3a9c"
 
@@ -79,6 +91,7 @@ def real(unit_inventory, tmp_path, make_host):
     prod_config.config["offsite_repository_url"] = f"ssh://borg@backup.test{repository}"
     prod_config.write_config()
     prod.data = prod_home / "data"
+    prod.host, prod.home, prod.serve = prod_config, prod_home, serve
     prod.after_rollback = lambda: prod_config.run(
         "odoo-offsite-push", "--after-rollback", HOME=str(prod_home)
     )
@@ -182,3 +195,118 @@ def test_the_drill_restores_the_newest_archive_and_fails_loudly_when_corrupted(r
     host.fake("systemctl", "exit 0")
     status = host.run("odoo-status")
     assert status.returncode == 1 and "the last drill failed" in status.stdout
+
+
+# --- prod's push on the real repository: each cause named, nothing lost
+
+
+@pytest.fixture
+def pushing(real):
+    """odoo-offsite-push as prod runs it, once (no retry), its ssh the forced command; a
+    complete backup to push."""
+    offsite, prod, _, _ = real
+    host = prod.host
+    host.config.update(offsite_push_retries=0, offsite_lock_wait_sec=1)
+    host.write_config()
+    passphrase = host.path("offsite_passphrase_file")
+    passphrase.parent.mkdir(parents=True, exist_ok=True)
+    passphrase.write_text(PASSPHRASE + "\n")
+    host.path("offsite_push_state_file").parent.mkdir(parents=True, exist_ok=True)
+    host.fake("ssh", f"exec {prod.serve}")
+    backup = write_backup(host.path("backup_dir"), f"{PROD_DB}-{stamp(datetime.now())}")
+
+    def run():
+        done = host.run("odoo-offsite-push", HOME=str(prod.home))
+        state = json.loads(host.path("offsite_push_state_file").read_text())
+        return done, state
+
+    run.host, run.backup, run.passphrase = host, backup, passphrase
+    run.repository = Path(offsite.host.config["offsite_repository"])
+    return run
+
+
+def holding_the_lock(repository: Path) -> subprocess.Popen:
+    """A borg on the backup host holding the repository's lock (a prune, a drill)."""
+    holder = subprocess.Popen(
+        ["borg", "with-lock", str(repository), "sleep", "120"], start_new_session=True
+    )
+    for _ in range(100):
+        if (repository / "lock.exclusive").exists():
+            return holder
+        time.sleep(0.1)
+    os.killpg(holder.pid, signal.SIGKILL)
+    raise AssertionError("borg with-lock never took the lock")
+
+
+def test_each_failed_push_names_its_cause_and_keeps_the_backup(pushing):
+    backup = pushing.backup
+    pushing.passphrase.write_text("not-the-passphrase\n")
+    done, state = pushing()
+    assert done.returncode == 1
+    assert "wrong passphrase" in done.stderr and "not-the-passphrase" not in done.stderr
+    assert state["result"] == "failed" and "wrong passphrase" in state["error"]
+    pushing.passphrase.write_text(PASSPHRASE + "\n")
+
+    holder = holding_the_lock(pushing.repository)
+    try:
+        done, state = pushing()
+        assert done.returncode == 1
+        assert "the repository is locked" in done.stderr, done.stderr
+        # The borg holding it killed: its lock stays in the repository, a dead process's, which
+        # borg on the same host breaks (its pid is gone): the push goes through.
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+        assert (pushing.repository / "lock.exclusive").exists()
+        done, state = pushing()
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert (state["result"], state["archive"]) == ("success", backup.name)
+    finally:
+        if holder.poll() is None:
+            os.killpg(holder.pid, signal.SIGKILL)
+
+    # A backup host that does not answer: real ssh to a closed port.
+    pushing.host.fakes.joinpath("ssh").unlink()
+    url = pushing.host.config["offsite_repository_url"]
+    pushing.host.config["offsite_repository_url"] = f"ssh://borg@127.0.0.1:1{pushing.repository}"
+    pushing.host.write_config()
+    done, state = pushing()
+    assert done.returncode == 1
+    assert "the backup host refused the connection" in done.stderr, done.stderr
+    assert state["last_success"]  # the earlier push still counts for status
+    pushing.host.config["offsite_repository_url"] = url
+    assert (backup / f"{PROD_DB}.dump").exists()  # a failed push never touches the backup
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs as the backup host's disk")
+def test_a_full_backup_disk_fails_the_push_clearly_and_the_repository_takes_the_next(pushing):
+    repository = pushing.repository
+    # The repository moved onto a 16 MiB disk; the backup holds 24 MiB that do not compress.
+    moved = repository.with_name("on-disk")
+    moved.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(moved)], check=True)
+    try:
+        subprocess.run(["cp", "-a", f"{repository}/.", str(moved)], check=True)
+        subprocess.run(["mount", "--bind", str(moved), str(repository)], check=True)
+        try:
+            filestore = pushing.backup / "filestore" / "ef"
+            filestore.mkdir()
+            (filestore / "scan.pdf").write_bytes(os.urandom(24 << 20))
+            done, state = pushing()
+            assert done.returncode == 1
+            assert "the backup host's disk is full" in done.stderr, done.stderr
+            assert state["result"] == "failed"
+            assert (pushing.backup / f"{PROD_DB}.dump").exists()
+            # Space given back: the next push stores it whole, the failed one left no damage.
+            subprocess.run(["mount", "-o", "remount,size=96m", str(moved)], check=True)
+            done, state = pushing()
+            assert done.returncode == 0, done.stdout + done.stderr
+            listed = subprocess.run(
+                ["borg", "check", "--repository-only", str(repository)],
+                capture_output=True,
+                text=True,
+            )
+            assert listed.returncode == 0, listed.stderr
+        finally:
+            subprocess.run(["umount", str(repository)], check=False)
+    finally:
+        subprocess.run(["umount", str(moved)], check=False)

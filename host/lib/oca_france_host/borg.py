@@ -21,12 +21,13 @@ CAUSES = (
     ("passphrase", "wrong passphrase (ODOO_OCA_FRANCE_BORG_PASSPHRASE)"),
     ("Failed to create/acquire the lock", "the repository is locked (a borg still running,"
      " or one that died: `borg break-lock` on the backup host once none runs)"),
-    ("Connection closed by remote host", "the backup host closed the connection"),
     ("Connection refused", "the backup host refused the connection"),
     ("Connection timed out", "the backup host did not answer (unreachable)"),
     ("No route to host", "the backup host is unreachable (no route)"),
     ("Host key verification failed", "the backup host's key is not the pinned one"),
     ("Permission denied", "the backup host refused the key"),
+    # borg's own line after any of ssh's above: the least precise, looked for last of them.
+    ("Connection closed by remote host", "the backup host closed the connection"),
     ("No space left on device", "the backup host's disk is full"),
     ("Insufficient free space", "the backup host's disk is full"),
     ("does not exist", "no such repository or archive"),
@@ -39,11 +40,19 @@ class BorgError(Exception):
     """borg failed; the message names the cause when borg's output does."""
 
 
-def environment(passphrase_file: str, repository: str, ssh: list[str] | None = None) -> dict:
-    """What borg runs with: ours, plus its repository, passphrase command and SSH."""
+# What `run` reads the repository lock's wait from (borg has no variable for it).
+LOCK_WAIT = "OCA_FRANCE_BORG_LOCK_WAIT_SEC"
+
+
+def environment(
+    passphrase_file: str, repository: str, lock_wait_sec: int, ssh: list[str] | None = None
+) -> dict:
+    """What borg runs with: ours, plus its repository, passphrase command and SSH, and how long
+    it waits for the repository's lock (offsite_lock_wait_sec) before it fails."""
     env = dict(os.environ)
     env.update(
         BORG_REPO=repository,
+        **{LOCK_WAIT: str(int(lock_wait_sec))},
         BORG_PASSCOMMAND=shlex.join(["cat", passphrase_file]),
         # Never on a repository that moved or is not encrypted: both mean a substituted one.
         BORG_RELOCATED_REPO_ACCESS_IS_OK="no",
@@ -64,14 +73,10 @@ def cause(output: str) -> str:
     return "see borg's output above"
 
 
-# How long borg waits for the repository's lock (a push, a prune) before it fails.
-LOCK_WAIT_SEC = 600
-
-
 def run(args: list[str], env: dict, cwd: str | None = None) -> subprocess.CompletedProcess:
     """borg ARGS (its output captured). On failure a BorgError with the cause and borg's last
     lines."""
-    argv = ["borg", args[0], f"--lock-wait={LOCK_WAIT_SEC}", *args[1:]]
+    argv = ["borg", args[0], f"--lock-wait={env[LOCK_WAIT]}", *args[1:]]
     done = runner.run(argv, env=env, cwd=cwd, capture=True, check=False)
     if done.returncode not in (0, 1):  # 1: a warning (a file changed while read...)
         output = f"{done.stdout or ''}\n{done.stderr or ''}".strip()

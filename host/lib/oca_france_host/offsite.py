@@ -62,7 +62,9 @@ def environment(settings: dict) -> dict:
             " or as root (which hands it over the same way)"
         )
     passphrase = f"{credentials}/{settings['offsite_credential']}"
-    return borg.environment(passphrase, settings["offsite_repository"])
+    return borg.environment(
+        passphrase, settings["offsite_repository"], settings["offsite_lock_wait_sec"]
+    )
 
 
 def state_file(settings: dict, name: str) -> Path:

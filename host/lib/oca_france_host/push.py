@@ -59,6 +59,7 @@ def environment(settings: dict) -> dict:
     return borg.environment(
         settings["offsite_passphrase_file"],
         settings["offsite_repository_url"],
+        settings["offsite_lock_wait_sec"],
         ssh_command(settings),
     )
 
