@@ -18,15 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import benchmark_backups
 import benchmark_deploys
+from benchmark_backups import PROJECT_DIR, PYINFRA, SANDBOX, sandbox_env
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-SANDBOX = ["bash", str(PROJECT_DIR / "tests" / "sandbox" / "sandbox.sh")]
-STATE_DIR = Path("/var/lib/oca-france-sandbox")
-PYINFRA = ["pyinfra", "-y", "inventory.py", "deploy.py", "--group-data", f"{STATE_DIR}/group_data"]
 # Sandbox host -> its release (tests/sandbox/sandbox.sh CONTAINERS).
 HOSTS = {"recette": "Debian 13", "prod": "Debian 12", "backup": "Debian 13"}
 
@@ -42,12 +38,6 @@ def timed(label: str, command: list[str], env: dict[str, str] | None = None) -> 
         sys.exit(f"{label}: failed (exit {result.returncode})")
     print(f"  {label:<44} {seconds:7.1f} s", file=sys.stderr, flush=True)
     return label, seconds
-
-
-def sandbox_env() -> dict[str, str]:
-    lines = (STATE_DIR / "env").read_text().splitlines()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ODOO_OCA_FRANCE_")}
-    return {**clean, **dict(line.split("=", 1) for line in lines if "=" in line)}
 
 
 def main() -> None:
@@ -70,7 +60,11 @@ def main() -> None:
         for group, release in HOSTS.items():
             limit = ["--limit", group]
             figures.append(
-                timed(f"first apply, {group} ({release})", [*PYINFRA, *limit], sandbox_env())
+                timed(
+                    f"first apply, {group} ({release})",
+                    [*PYINFRA, *limit],
+                    sandbox_env(),
+                )
             )
         for group, release in HOSTS.items():
             limit = ["--limit", group]

@@ -9,6 +9,10 @@ attachments; then "a day later", 20 MB of new attachments. Measured:
   each backup adds, bytes the transfer sends to recette; recette's acceptance (its copy out
   of the incoming directory, hard-linked to the previous accepted backup, and its verify)
   and the disk that copy adds; recette's restore (deploy -R);
+- the push to the backup host (borg, encrypted and deduplicated): what it sends (the backup
+  host's received bytes), what the repository grows by, and its time;
+- recovery from bare at that size: prod destroyed, a bare container, `make apply-prod`,
+  `make recover-prod` (the newest archive), until Odoo serves the recovered data;
 - the previous generation's way, as `click-odoo-backupdb --format folder` did: pg_dump and a
   full copy of the filestore each day (and `scp -r` of all of it: every byte sent); its
   restore (pg_restore and a copy of the filestore), on the same kind of container.
@@ -17,23 +21,38 @@ Leaves the generated data in place: tear the sandbox down afterwards (make sandb
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SANDBOX = ["bash", str(PROJECT_DIR / "tests" / "sandbox" / "sandbox.sh")]
 STATE_DIR = Path("/var/lib/oca-france-sandbox")
-RECETTE, PROD = "oca-france-recette", "oca-france-prod"
+PYINFRA = ["pyinfra", "-y", "inventory.py", "deploy.py", "--group-data", f"{STATE_DIR}/group_data"]
+RECETTE, PROD, BACKUP_HOST = "oca-france-recette", "oca-france-prod", "oca-france-backup"
+REPOSITORY = "/srv/borg/oca-france-prod"  # prod's, on the backup host
+PUSH = "odoo-offsite-push.service"
 DB = "oca-france-production"
 HOME = "/home/odoo"
 FILESTORE = f"{HOME}/.local/share/Odoo/filestore/{DB}"
 BACKUPS = f"{HOME}/.odoo_dumps/backups"
+PUSH_STATE = f"{HOME}/.odoo_dumps/.offsite-push.json"
 PRODUCTION_DATA = f"{HOME}/.odoo_dumps/production-data"  # recette's accepted copies
 PREVIOUS_WAY = f"{HOME}/bench-previous-way"  # the previous generation's backups
 ROWS = 8_000_000  # about 1 GB of table (three md5s of text per row)
 ATTACHMENTS_MIB = 2048  # the filestore, in 1 MiB attachments
 NEW_ATTACHMENTS_MIB = 20  # what a day adds
+
+
+def sandbox_env() -> dict[str, str]:
+    """The sandbox's secrets and SSH config, as `make` and pyinfra get them there."""
+    lines = (STATE_DIR / "env").read_text().splitlines()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ODOO_OCA_FRANCE_")}
+    return {**clean, **dict(line.split("=", 1) for line in lines if "=" in line)}
 
 
 def ssh(host: str, command: str, check: bool = True) -> str:
@@ -133,10 +152,21 @@ def added_by(host: str, directory: str, name: str) -> int:
     return int(sizes[-1])
 
 
+def received_bytes(host: str) -> int:
+    return int(ssh(host, "cat /sys/class/net/eth0/statistics/rx_bytes"))
+
+
+def repository_bytes() -> int:
+    return int(ssh(BACKUP_HOST, f"du -sb {REPOSITORY} | cut -f1"))
+
+
 def odoo_backup() -> dict:
-    """One odoo-backup.service run, then its transfer and recette's acceptance."""
+    """One odoo-backup.service run, then its transfer, recette's acceptance and the push to
+    the backup host (what the backup host receives: the push, and these few SSH commands)."""
     transfer = unit_invocation(PROD, "odoo-backup-transfer.service")
     accept = unit_invocation(RECETTE, "odoo-production-data-accept.service")
+    push = unit_invocation(PROD, PUSH)
+    received, stored = received_bytes(BACKUP_HOST), repository_bytes()
     start = time.monotonic()
     as_odoo(PROD, "systemctl start odoo-backup.service")
     backup_seconds = time.monotonic() - start
@@ -144,7 +174,11 @@ def odoo_backup() -> dict:
     transfer_seconds = time.monotonic() - start - backup_seconds
     wait_done(RECETTE, "odoo-production-data-accept.service", accept)
     accept_seconds = time.monotonic() - start - backup_seconds - transfer_seconds
+    wait_done(PROD, PUSH, push)
+    pushed = json.loads(as_odoo(PROD, f"cat {PUSH_STATE}"))
     name = newest_backup()
+    if pushed["archive"] != name:
+        sys.exit(f"the push sent {pushed['archive']}, not the newest backup {name}")
     return {
         "name": name,
         "backup_s": backup_seconds,
@@ -154,6 +188,9 @@ def odoo_backup() -> dict:
         "accepted_added": added_by(RECETTE, PRODUCTION_DATA, name),
         "sent": sent_bytes(),
         "dump": int(as_odoo(PROD, f"stat -c %s {BACKUPS}/{name}/{DB}.dump")),
+        "push_s": pushed["seconds"],
+        "offsite_sent": received_bytes(BACKUP_HOST) - received,
+        "offsite_stored": repository_bytes() - stored,
     }
 
 
@@ -201,6 +238,36 @@ def previous_way_restore() -> float:
     return seconds
 
 
+def bench_attachments() -> str:
+    """The generated attachments on prod: how many, their bytes (Odoo's own may change)."""
+    sizes = f"find {FILESTORE} -type f -name 'day*' -printf '%s\\n'"
+    return as_odoo(PROD, f"{sizes} | awk '{{s+=$1}} END {{print NR, s}}'")
+
+
+def recover_from_bare() -> dict:
+    """prod destroyed, a bare container in its place, `make apply-prod`, `make recover-prod`
+    (the newest archive); then the recovered data checked against what prod had."""
+    before = (as_odoo(PROD, f"psql -XAt -d {DB} -c 'SELECT count(*) FROM bench_payload'"),
+              bench_attachments())  # fmt: skip
+    env = sandbox_env()
+    steps = {}
+    for step, command in (
+        ("rebuild", [*SANDBOX, "rebuild", PROD]),
+        ("apply", [*PYINFRA, "--limit", "prod"]),
+        ("recover", ["make", "--no-print-directory", "recover-prod", "YES=1"]),
+    ):  # fmt: skip
+        start = time.monotonic()
+        done = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"recovery, {step}: failed\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        steps[step] = time.monotonic() - start
+    after = (as_odoo(PROD, f"psql -XAt -d {DB} -c 'SELECT count(*) FROM bench_payload'"),
+             bench_attachments())  # fmt: skip
+    if after != before:
+        sys.exit(f"recovered (rows, attachments and bytes) {after}, prod had {before}")
+    return steps
+
+
 def run() -> list[tuple[str, str, str]]:
     generate_production_data()
     size = f"database {mib(database_bytes())}, filestore {mib(filestore_bytes())}"
@@ -216,6 +283,8 @@ def run() -> list[tuple[str, str, str]]:
     note("restore on recette (deploy -R); the previous way's restore")
     restore = restore_on_recette()
     old_restore = previous_way_restore()
+    note("recovery from bare: prod rebuilt, applied, recovered from the backup host")
+    recovery = recover_from_bare()
     new_bytes = NEW_ATTACHMENTS_MIB * 2**20
     target = day2["dump"] + 1.2 * new_bytes
     return [
@@ -239,6 +308,25 @@ def run() -> list[tuple[str, str, str]]:
             f"{old_restore:.0f} s",
         ),
         ("whole deploy -R on recette", f"{restore['deploy_s']:.0f} s", "-"),
+        *offsite_rows("day 1", day1),
+        *offsite_rows("day 2", day2),
+        ("recovery from bare: a bare container", seconds(recovery["rebuild"]), "-"),
+        ("recovery from bare: make apply-prod", seconds(recovery["apply"]), "-"),
+        ("recovery from bare: make recover-prod (extract, check, restore, start)",
+         seconds(recovery["recover"]), "-"),
+        ("recovery from bare: whole", seconds(sum(recovery.values())), "-"),
+    ]  # fmt: skip
+
+
+def seconds(value: float) -> str:
+    return f"{value:.0f} s"
+
+
+def offsite_rows(day: str, figures: dict) -> list[tuple[str, str, str]]:
+    return [
+        (f"{day}: sent to the backup host (borg push)", mib(figures["offsite_sent"]), "-"),
+        (f"{day}: the backup host's repository grows by", mib(figures["offsite_stored"]), "-"),
+        (f"{day}: push time", seconds(figures["push_s"]), "-"),
     ]
 
 

@@ -242,7 +242,9 @@ table inet $NFT_TABLE {
         iifname "vocasb*" oifname "vocasb*" ip daddr $SUBNET tcp dport 22 accept
         iifname "vocasb*" oifname "vocasb*" ct state established,related accept
         iifname "vocasb*" ip daddr @registries tcp dport { 80, 443 } accept
-        iifname "vocasb*" drop
+        # Anything else a container sends is refused at once, never silently dropped: a name
+        # lookup or a download it may not make fails in a moment, not after its timeouts.
+        iifname "vocasb*" reject with icmpx type admin-prohibited
         oifname "vocasb*" ct state established,related accept
         oifname "vocasb*" drop
     }
