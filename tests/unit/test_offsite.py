@@ -373,3 +373,21 @@ def test_recover_refuses_an_archive_not_there_or_not_as_its_manifest_says(prod_h
     assert f"not by default: {bad.name} (pushed by this host itself)" in own.stdout
     assert f"recovering {good.name}, taken " in own.stdout
     assert prod_host.repository.calls()[-1]["argv"][-1] == f"::{good.name}"
+
+
+def test_the_newest_archive_is_by_time_and_a_tie_goes_to_the_later_made():
+    from oca_france_host import borg
+
+    def made(name, start):
+        return {"name": name, "start": start, "id": name}
+
+    listed = [
+        made("a", "2026-12-01T01:00:00.000000"),
+        made("c", "2026-12-03T01:00:00.000000"),
+        made("b", "2026-12-02T01:00:00.000000"),
+        made("d", "2026-12-03T01:00:00.000000"),  # the same second as c, made after it
+    ]
+    assert borg.newest(listed)["name"] == "d"
+    assert borg.newest(listed, excluding=["d"])["name"] == "c"
+    assert borg.newest(listed, excluding=["a", "b", "c", "d"]) is None
+    assert borg.newest([]) is None

@@ -4,11 +4,14 @@ and one pinned host key), and its errors said with their cause."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shlex
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 from oca_france_host import runner
@@ -42,6 +45,9 @@ class BorgError(Exception):
 
 # What `run` reads the repository lock's wait from (borg has no variable for it).
 LOCK_WAIT = "OCA_FRANCE_BORG_LOCK_WAIT_SEC"
+# Where ssh writes its own errors (ssh -E): borg relays ssh's stderr, but may exit on the
+# closed connection before it relays the line that says why.
+SSH_LOG = "OCA_FRANCE_BORG_SSH_LOG"
 
 
 def environment(
@@ -62,7 +68,10 @@ def environment(
     )
     env.pop("BORG_PASSPHRASE", None)
     if ssh:
-        env["BORG_RSH"] = shlex.join(ssh)
+        fd, log = tempfile.mkstemp(prefix="borg-ssh-", suffix=".log")
+        os.close(fd)
+        atexit.register(lambda: Path(log).unlink(missing_ok=True))
+        env.update(BORG_RSH=shlex.join([*ssh, "-E", log]), **{SSH_LOG: log})
     return env
 
 
@@ -77,9 +86,13 @@ def run(args: list[str], env: dict, cwd: str | None = None) -> subprocess.Comple
     """borg ARGS (its output captured). On failure a BorgError with the cause and borg's last
     lines."""
     argv = ["borg", args[0], f"--lock-wait={env[LOCK_WAIT]}", *args[1:]]
+    ssh_log = Path(env[SSH_LOG]) if env.get(SSH_LOG) else None
+    if ssh_log:
+        ssh_log.write_text("")  # this run's lines only
     done = runner.run(argv, env=env, cwd=cwd, capture=True, check=False)
     if done.returncode not in (0, 1):  # 1: a warning (a file changed while read...)
-        output = f"{done.stdout or ''}\n{done.stderr or ''}".strip()
+        said = ssh_log.read_text(errors="replace") if ssh_log else ""
+        output = f"{done.stdout or ''}\n{done.stderr or ''}\n{said}".strip()
         last = " | ".join(output.splitlines()[-3:])
         raise BorgError(f"borg {args[0]} failed ({cause(output)}): {last}")
     return done
@@ -90,6 +103,14 @@ def extract(env: dict, archive: str, target: Path) -> None:
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True, mode=0o700)
     run(["extract", f"::{archive}"], env, cwd=str(target))
+
+
+def newest(archives: list[dict], excluding: Collection[str] = ()) -> dict | None:
+    """The newest of `archives` by their time (borg's start, ISO: sorts as it reads), a name in
+    `excluding` never: what the drill checks and a recovery takes by default. Of two in the
+    same second, the one borg lists later (it lists them in the order they were made)."""
+    kept = [archive for archive in archives if archive["name"] not in excluding]
+    return max(reversed(kept), key=lambda archive: archive["start"]) if kept else None
 
 
 def archives(env: dict) -> list[dict]:

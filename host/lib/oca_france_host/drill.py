@@ -77,10 +77,10 @@ FAILURES = (DrillFailed, borg.BorgError, backups.BackupError, runner.Failed, OSE
 
 def restore_newest(env: dict, scratch: Path, result: dict) -> None:
     """Steps 1 to 3: the newest archive extracted, checked and restored (raises on failure)."""
-    archives = borg.archives(env)
-    if not archives:
+    newest = borg.newest(borg.archives(env))
+    if newest is None:
         raise DrillFailed("the repository holds no archive")
-    archive = archives[-1]["name"]  # borg lists them oldest first
+    archive = newest["name"]
     result["archive"] = archive
     offsite.log(f"drill: extracting {archive} into {scratch}")
     borg.extract(env, archive, scratch)

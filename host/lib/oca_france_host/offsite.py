@@ -138,7 +138,7 @@ def guard(settings: dict, archives: list[dict], now: datetime) -> None:
             " (pushed through prod's key with --timestamp? they would take real archives'"
             " places in the retention)"
         )
-    newest = max(start_of(a) for a in archives)
+    newest = start_of(borg.newest(archives))
     limit = timedelta(hours=int(settings["offsite_max_age_hours"]))
     if now - newest > limit:
         raise GuardTripped(
@@ -207,7 +207,7 @@ def prune(settings: dict) -> int:
             "result": "success",
             "archives": len(kept),
             "pruned": pruned,
-            "newest": kept[-1]["name"] if kept else None,
+            "newest": (borg.newest(kept) or {}).get("name"),
             "seconds": round(time.monotonic() - started, 1),
         },
     )

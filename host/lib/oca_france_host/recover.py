@@ -44,20 +44,20 @@ def log(message: str, error: bool = False) -> None:
 def chosen(archives: list[dict], wanted: str | None, own: list[str]) -> dict:
     """The archive to recover: the named one, or the newest this host did not push itself (a
     host rebuilt from bare backs up its fresh database once its timer fires: never that one
-    by default). borg lists them oldest first."""
+    by default)."""
     if not archives:
         raise Refused("the backup host holds no archive")
     if wanted is None:
-        others = [archive for archive in archives if archive["name"] not in own]
         skipped = [archive["name"] for archive in archives if archive["name"] in own]
         if skipped:
             log(f"not by default: {', '.join(skipped)} (pushed by this host itself)")
-        if not others:
+        newest = borg.newest(archives, excluding=own)
+        if newest is None:
             raise Refused(
                 "every archive there was pushed by this host itself: name the one to recover"
                 " (odoo-offsite-recover --list)"
             )
-        return others[-1]
+        return newest
     for archive in archives:
         if archive["name"] == wanted:
             return archive
