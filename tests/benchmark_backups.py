@@ -153,7 +153,9 @@ def added_by(host: str, directory: str, name: str) -> int:
 
 
 def received_bytes(host: str) -> int:
-    return int(ssh(host, "cat /sys/class/net/eth0/statistics/rx_bytes"))
+    """eth0's received bytes, from /proc (the container's sysfs may show other counters)."""
+    line = ssh(host, "grep -E '^ *eth0:' /proc/net/dev")
+    return int(line.split(":", 1)[1].split()[0])
 
 
 def repository_bytes() -> int:
