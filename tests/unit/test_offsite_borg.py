@@ -137,10 +137,9 @@ def test_a_delete_through_the_append_only_key_trips_the_guard_and_rolls_back(rea
     assert again.returncode == 0, again.stdout + again.stderr
 
 
-def test_the_drill_restores_the_newest_archive_and_fails_loudly_when_corrupted(real):
-    """Real borg extracts and checks; PostgreSQL's tools are faked (the end-to-end drill
-    restores real Odoo): the restore's row counts against the manifest's."""
-    offsite, prod, push, state = real
+def drill_host(offsite) -> Path:
+    """The backup host's drill with PostgreSQL's tools faked; the file its psql answers the
+    restored row counts from."""
     host = offsite.host
     host.config["offsite_drill_dir"] = str(host.root / "drill")
     host.write_config()
@@ -150,6 +149,27 @@ def test_the_drill_restores_the_newest_archive_and_fails_loudly_when_corrupted(r
     restored = host.root / "restored.json"
     restored.write_text('{ "res_partner" : 3 }')
     host.fake("psql", f"cat {restored}")
+    return restored
+
+
+def corrupt_largest_segment(repository: str) -> None:
+    segments = sorted(
+        (p for p in Path(repository, "data").rglob("[0-9]*") if p.is_file()),
+        key=lambda p: p.stat().st_size,
+    )
+    corrupted = segments[-1]
+    content = bytearray(corrupted.read_bytes())
+    middle = len(content) // 2
+    content[middle : middle + 16] = bytes(16)
+    corrupted.write_bytes(bytes(content))
+
+
+def test_the_drill_restores_the_newest_archive_and_fails_loudly_when_corrupted(real):
+    """Real borg extracts and checks; PostgreSQL's tools are faked (the end-to-end drill
+    restores real Odoo): the restore's row counts against the manifest's."""
+    offsite, prod, push, state = real
+    host = offsite.host
+    restored = drill_host(offsite)
     push("day-1")  # an older archive: the drill takes the newest
     (prod.data / "day-1").unlink()
     write_backup(prod.data.parent, "data", files={"ab/abcdef": "invoice\n", "cd/cdef": "x\n"})
@@ -178,15 +198,7 @@ def test_the_drill_restores_the_newest_archive_and_fails_loudly_when_corrupted(r
     assert "res_partner: 2 restored, 3 recorded" in short.stderr
     restored.write_text('{ "res_partner" : 3 }')
 
-    segments = sorted(
-        (p for p in Path(host.config["offsite_repository"], "data").rglob("[0-9]*") if p.is_file()),
-        key=lambda p: p.stat().st_size,
-    )
-    corrupted = segments[-1]  # the largest: the archives' data
-    content = bytearray(corrupted.read_bytes())
-    middle = len(content) // 2
-    content[middle : middle + 16] = bytes(16)
-    corrupted.write_bytes(bytes(content))
+    corrupt_largest_segment(host.config["offsite_repository"])  # the archives' data
     failed = offsite("--drill")
     assert failed.returncode == 1
     assert "DRILL FAILED" in failed.stderr
@@ -195,6 +207,28 @@ def test_the_drill_restores_the_newest_archive_and_fails_loudly_when_corrupted(r
     host.fake("systemctl", "exit 0")
     status = host.run("odoo-status")
     assert status.returncode == 1 and "the last drill failed" in status.stdout
+
+
+def test_damage_in_an_older_archive_fails_the_drill_at_borg_check(real):
+    """The newest archive restores fine; an older one's data is damaged: borg check says so
+    (its exit status 1), and the drill fails on it."""
+    offsite, prod, push, state = real
+    drill_host(offsite)
+    (prod.data / "scan.pdf").write_bytes(os.urandom(1 << 20))  # day-1's own segment
+    push("day-1")
+    (prod.data / "scan.pdf").unlink()
+    (prod.data / "day-1").unlink()
+    write_backup(prod.data.parent, "data", files={"ab/abcdef": "invoice\n"})
+    edit_manifest(prod.data, row_counts={"res_partner": 3})
+    assert prod("create", "::day-2", ".").returncode == 0
+    first = offsite("--drill")
+    assert first.returncode == 0, first.stdout + first.stderr
+    corrupt_largest_segment(offsite.host.config["offsite_repository"])
+    failed = offsite("--drill")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "drill: 1 attachments match their sha256" in failed.stdout  # day-2 restored
+    assert "borg check found damage" in failed.stderr, failed.stderr
+    assert json.loads((state / "last-drill.json").read_text())["result"] == "failed"
 
 
 # --- prod's push on the real repository: each cause named, nothing lost
