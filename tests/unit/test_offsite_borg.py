@@ -137,6 +137,36 @@ def test_a_delete_through_the_append_only_key_trips_the_guard_and_rolls_back(rea
     assert again.returncode == 0, again.stdout + again.stderr
 
 
+def test_a_delete_right_after_a_prune_rolls_back_to_the_prune_and_keeps_every_archive(real):
+    """The backup host's prune and compact are not in borg's transaction log (only append-only
+    commits are), yet the compact moved live data past prod's last transaction: the rollback
+    goes back to the compact's own transaction, never to prod's before it."""
+    offsite, prod, push, state = real
+    host = offsite.host
+    host.config.update(offsite_keep_daily=2, offsite_keep_weekly=0, offsite_keep_monthly=0)
+    host.write_config()
+    for name in ("day-1", "day-2", "day-3"):
+        push(name)
+    # One day's newest, and the oldest while there are fewer days than kept: day-2 pruned.
+    pruned = offsite("--prune")
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert "pruned 1 archive(s) (day-2)" in pruned.stdout
+    assert prod("delete", "::day-3").returncode == 0
+    assert offsite("--prune").returncode == 1  # the guard
+    listed = offsite("--transactions").stdout.splitlines()
+    own = next(line for line in listed if "<- the last this host made" in line)
+    assert listed[-2] == own  # prod's delete is the only one after it
+    rolled = offsite("--rollback", own.split()[0])
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert "2 archive(s): day-1, day-3" in rolled.stdout
+    assert prod.after_rollback().returncode == 0
+    for name in ("day-1", "day-3"):  # every chunk read back
+        extracted = prod("extract", "--dry-run", f"::{name}")
+        assert extracted.returncode == 0, extracted.stderr
+    checked = prod("check", "--verify-data")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def drill_host(offsite) -> Path:
     """The backup host's drill with PostgreSQL's tools faked; the file its psql answers the
     restored row counts from."""

@@ -197,7 +197,7 @@ def prune(settings: dict) -> int:
         {
             "time": when,
             "archives": {a["name"]: a["id"] for a in kept},
-            "transaction": last_transaction(settings),
+            "transaction": committed_transaction(settings),
         },
     )
     write_json(
@@ -234,15 +234,29 @@ def transactions(settings: dict) -> list[tuple[int, str]]:
     return found
 
 
-def last_transaction(settings: dict) -> int | None:
-    done = transactions(settings)
-    return done[-1][0] if done else None
+def committed_transaction(settings: dict) -> int | None:
+    """The repository's last committed transaction, whoever made it (its newest index.N).
+    borg logs in `transactions` only what append-only clients commit: never this host's own
+    prune and compact, whose compact moves live data into segments after prod's last one."""
+    found = numbered(Path(settings["offsite_repository"]), "index.")
+    return max(number for number, _ in found) if found else None
+
+
+def rollback_points(settings: dict) -> tuple[list[tuple[int, str]], int | None]:
+    """What a rollback may go back to, oldest first: borg's logged transactions, and the last
+    this host made (its prune and compact, not in borg's log); and that last one's id."""
+    seen = read_json(state_file(settings, SEEN), {})
+    own = seen.get("transaction")
+    points = transactions(settings)
+    if own is not None and own not in {number for number, _ in points}:
+        points = sorted([*points, (own, f"{seen.get('time')} (local time)")])
+    return points, own
 
 
 def show_transactions(settings: dict) -> int:
-    own = read_json(state_file(settings, SEEN), {}).get("transaction")
-    for number, when in transactions(settings):
-        mark = "  <- the last this host made (its prune)" if number == own else ""
+    points, own = rollback_points(settings)
+    for number, when in points:
+        mark = "  <- the last this host made (its prune and compact)" if number == own else ""
         print(f"{number:>8}  {when}{mark}")
     return 0
 
@@ -266,11 +280,11 @@ def rollback(settings: dict, target: int) -> int:
     """Drop the transactions after `target`: its segments, and the index, hints and integrity
     files borg then rebuilds by replaying the segments left (borg's append-only recovery)."""
     repository = Path(settings["offsite_repository"])
-    known = [number for number, _ in transactions(settings)]
+    points, own = rollback_points(settings)
+    known = [number for number, _ in points]
     if target not in known:
-        log(f"ERROR: no transaction {target} in {repository}/transactions (--transactions)", True)
+        log(f"ERROR: no transaction {target} to roll back to (--transactions)", True)
         return 2
-    own = read_json(state_file(settings, SEEN), {}).get("transaction")
     if own is not None and target < own:
         log(
             f"ERROR: transaction {target} is before {own}, the last this host made (its prune"
