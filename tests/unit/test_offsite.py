@@ -91,6 +91,10 @@ def backup_host(unit_inventory, tmp_path):
         config[key] = f"{root}{config[key]}"
         Path(config[key]).mkdir(parents=True)
     config["disk_watched_paths"] = [str(root)]
+    # What borg init writes there: the guard keeps a copy of the key.
+    Path(config["offsite_repository"], "config").write_text(
+        "[repository]\nid = 0123abcd\nkey = a2V5IGJsb2I=\n"
+    )
     host = Host(root, config)
     credentials = root / "credentials"
     credentials.mkdir()

@@ -66,7 +66,7 @@ def real(unit_inventory, tmp_path, make_host):
     prod_home = tmp_path / "prod"
     (prod_home / "data").mkdir(parents=True)
 
-    def prod(*args):
+    def prod(*args, env=None):
         (prod_home / "pass").write_text(PASSPHRASE)
         return subprocess.run(
             ["borg", *args],
@@ -79,6 +79,7 @@ def real(unit_inventory, tmp_path, make_host):
                 "BORG_RSH": str(serve),
                 "BORG_REPO": f"ssh://borg@backup.test{repository}",
                 "BORG_PASSCOMMAND": f"cat {prod_home / 'pass'}",
+                **(env or {}),
             },
         )
 
@@ -165,6 +166,32 @@ def test_a_delete_right_after_a_prune_rolls_back_to_the_prune_and_keeps_every_ar
         assert extracted.returncode == 0, extracted.stderr
     checked = prod("check", "--verify-data")
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_key_replaced_through_prods_key_trips_the_guard_and_the_copy_puts_it_back(real):
+    """borg serve lets an append-only client rewrite the repository's key: every archive would
+    read with the attacker's passphrase only. The backup host keeps the key as --init made it."""
+    offsite, prod, push, state = real
+    push("day-1")
+    assert offsite("--prune").returncode == 0
+    changed = prod("key", "change-passphrase", env={"BORG_NEW_PASSPHRASE": "attacker"})
+    assert changed.returncode == 0, changed.stderr  # borg serve --append-only lets it through
+    tripped = offsite("--prune")
+    assert tripped.returncode == 1
+    copy = state / "repository-key"
+    assert "the repository's key was replaced" in tripped.stderr
+    repository = offsite.host.config["offsite_repository"]
+    assert f"borg key import {repository} {copy}" in tripped.stderr
+    assert oct(copy.stat().st_mode & 0o777) == "0o600"
+    put_back = subprocess.run(
+        ["borg", "key", "import", repository, str(copy)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": str(offsite.host.root / "home")},  # the backup host's
+    )
+    assert put_back.returncode == 0, put_back.stderr
+    again = offsite("--prune")
+    assert again.returncode == 0, again.stdout + again.stderr
 
 
 def drill_host(offsite) -> Path:

@@ -72,7 +72,15 @@ def restore_and_count(scratch: Path, manifest: dict) -> dict[str, int]:
     return restored
 
 
-FAILURES = (DrillFailed, borg.BorgError, backups.BackupError, runner.Failed, OSError, ValueError)
+FAILURES = (
+    DrillFailed,
+    offsite.GuardTripped,
+    borg.BorgError,
+    backups.BackupError,
+    runner.Failed,
+    OSError,
+    ValueError,
+)
 
 
 def restore_newest(env: dict, scratch: Path, result: dict) -> None:
@@ -110,6 +118,7 @@ def drill(settings: dict) -> int:
     scratch = Path(settings["offsite_drill_dir"]) / "archive"
     errors = []
     try:
+        offsite.check_key(settings)
         restore_newest(env, scratch, result)
     except FAILURES as error:
         errors.append(str(error))

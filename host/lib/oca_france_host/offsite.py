@@ -31,6 +31,7 @@ from pathlib import Path
 from oca_france_host import borg, config, runner
 
 SEEN = "seen.json"  # the archives the last run left, and when
+KEY_COPY = "repository-key"  # the repository's key as `borg key export` writes it
 LAST_PRUNE = "last-prune.json"  # the last run's result (status shows it)
 
 
@@ -90,8 +91,43 @@ def init(settings: dict) -> int:
         log(f"{repository} exists: nothing to do")
         return 0
     borg.run(["init", "--encryption=repokey-blake2", repository], environment(settings))
+    check_key(settings)  # its first copy
     log(f"created {repository} (repokey-blake2); export its key: README, Off-site copies")
     return 0
+
+
+def repository_key(settings: dict) -> str:
+    """The repository's key (encrypted with the passphrase), in `borg key export`'s form."""
+    path = Path(settings["offsite_repository"], "config")
+    parsed = configparser.ConfigParser()
+    try:
+        parsed.read(path, encoding="utf-8")
+        return f"BORG_KEY {parsed['repository']['id']}\n{parsed['repository']['key']}\n"
+    except (KeyError, configparser.Error) as error:
+        raise GuardTripped(f"{path} holds no repository key ({error!r}): not borg's") from None
+
+
+def check_key(settings: dict) -> None:
+    """borg serve lets an append-only client rewrite the repository's key (`borg key
+    change-passphrase` or `key import` through prod's key): every archive would then be
+    unreadable with the passphrase. Compared with the copy kept here since the first run;
+    raises GuardTripped, saying how to put it back."""
+    copy = state_file(settings, KEY_COPY)
+    current = repository_key(settings)
+    try:
+        kept = copy.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(current)
+        return
+    if kept != current:
+        raise GuardTripped(
+            "the repository's key was replaced (borg key change-passphrase or key import"
+            " through prod's key?): no archive reads with the passphrase until it is put"
+            f" back: sudo -u {settings['offsite_user']} borg key import"
+            f" {settings['offsite_repository']} {copy}"
+        )
 
 
 # A push commits its archive after it started, up to its retries later: an archive new since
@@ -161,8 +197,9 @@ def prune(settings: dict) -> int:
     started = time.monotonic()
     now = datetime.now()
     when = now.isoformat(timespec="seconds")
-    before = borg.archives(env)
     try:
+        check_key(settings)
+        before = borg.archives(env)
         guard(settings, before, now)
     except GuardTripped as error:
         return tripped(settings, when, error)
