@@ -596,7 +596,7 @@ def test_make_status_shows_each_host_and_flags_what_is_stale(sandbox, recette, p
     assert re.search(rf"\[{RECETTE}\]\s+production data:\s+{DB[PROD]}-\d{{8}}T\d{{6}}, taken", out)
     # prod's last push off-site, and the backup host's side of it.
     assert re.search(rf"\[{PROD}\]\s+last push:\s+{DB[PROD]}-\d{{8}}T\d{{6}} at ", out)
-    assert re.search(rf"\[{BACKUP_HOST}\]\s+last write:\s+\S+ \S+ \(0\.\d h ago\)", out)
+    assert re.search(rf"\[{BACKUP_HOST}\]\s+last push:\s+\S+ \S+ \(0\.\d h ago\)", out)
     assert re.search(rf"\[{BACKUP_HOST}\]\s+disk:\s+/srv/borg: \d+% used", out)
     assert re.search(rf"\[{BACKUP_HOST}\]\s+last prune:\s+", out)
     assert re.search(rf"\[{BACKUP_HOST}\]\s+last drill:\s+none yet", out)  # test_9b drills

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -326,10 +327,21 @@ def test_status_on_the_backup_host(backup_host):
     result = backup_host.run("odoo-status")
     assert result.returncode == 1
     assert "has received nothing" in result.stdout
-    (repository / "index.12").write_text("")
+    # borg's log of what append-only clients committed: a push two days ago, then one now.
+    old = datetime.now(UTC) - timedelta(days=2)
+    (repository / "transactions").write_text(
+        f"transaction 7, UTC time {old:%Y-%m-%dT%H:%M:%S.%f}\n"
+    )
+    result = backup_host.run("odoo-status")
+    assert result.returncode == 1
+    assert "ATTENTION:        no push to" in result.stdout
+    with (repository / "transactions").open("a") as log:
+        log.write(f"transaction 12, UTC time {datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%f}\n")
+    (repository / "index.15").write_text("")  # a prune since: not a push
     result = backup_host.run("odoo-status")
     assert result.returncode == 0, result.stdout
-    assert "last write:" in result.stdout and "last prune:       none yet" in result.stdout
+    assert re.search(r"last push: +\S+ \S+ \(0\.0 h ago\)", result.stdout), result.stdout
+    assert "last prune:       none yet" in result.stdout
     assert f"disk:             {backup_host.root}: " in result.stdout
     state = Path(backup_host.config["offsite_state_dir"])
     (state / "last-prune.json").write_text(

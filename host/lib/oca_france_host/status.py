@@ -20,7 +20,7 @@ import os
 import shutil
 import subprocess
 import urllib.request
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from oca_france_host import backups, config, drill, offsite, programs, receive, state
@@ -202,22 +202,23 @@ def drill_report(c: dict, now: datetime) -> tuple[list[str], list[tuple[str, str
 
 
 def offsite_report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[str, str]]]:
-    """The backup host: the repository's last write (a push or a prune commits), the last
-    guarded prune, its disk; read from files (no passphrase needed)."""
+    """The backup host: prod's last push (borg's transaction log holds what append-only clients
+    commit, never this host's own prune), the last guarded prune, the last drill, its disk;
+    read from files (no passphrase needed)."""
     now = datetime.now().astimezone()
     lines: list[str] = []
     flags: list[tuple[str, str]] = []
     repository = Path(c["offsite_repository"])
-    indexes = list(repository.glob("index.*"))
-    if not indexes:
-        lines.append(f"repository:       {repository} has no archive yet")
+    pushes = offsite.transactions(c)
+    if not pushes:
+        lines.append(f"last push:        none yet ({repository} has received nothing)")
         flags.append(("push age", f"{repository} has received nothing"))
     else:
-        written = datetime.fromtimestamp(max(p.stat().st_mtime for p in indexes)).astimezone()
-        age = now - written
-        lines.append(f"last write:       {written:%Y-%m-%d %H:%M} ({human_age(age)} ago)")
+        pushed = datetime.fromisoformat(pushes[-1][1]).replace(tzinfo=UTC).astimezone()
+        age = now - pushed
+        lines.append(f"last push:        {pushed:%Y-%m-%d %H:%M} ({human_age(age)} ago)")
         if age > timedelta(hours=c["offsite_max_age_hours"]):
-            flags.append(("push age", f"nothing written to {repository} for {human_age(age)}"))
+            flags.append(("push age", f"no push to {repository} for {human_age(age)}"))
     pruned = read_json(Path(c["offsite_state_dir"]) / offsite.LAST_PRUNE)
     if pruned is None:
         lines.append("last prune:       none yet")
