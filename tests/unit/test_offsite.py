@@ -27,7 +27,7 @@ with open(repo + ".calls", "a") as log:
                           "passcommand": os.environ.get("BORG_PASSCOMMAND"),
                           "repo": os.environ.get("BORG_REPO")}) + "\n")
 fail = os.environ.get("FAKE_FAIL", "")
-if fail:
+if fail and os.environ.get("FAKE_FAIL_ON", sys.argv[1]) == sys.argv[1]:
     print(fail, file=sys.stderr)
     sys.exit(2)
 command = sys.argv[1]
@@ -145,6 +145,25 @@ def test_prune_keeps_its_retention_and_records_what_it_left(backup_host):
     # What it pruned itself does not trip the guard the next day.
     repo.set(("a2", days_ago(2)), ("a3", days_ago(1.2)), ("a4", days_ago(0.1)))
     assert backup_host.offsite("--prune").returncode == 0
+
+
+def test_a_failed_compact_is_recorded_and_trips_nothing_the_next_day(backup_host):
+    repo = backup_host.repository
+    repo.set(("a1", days_ago(3)), ("a2", days_ago(2)), ("a3", days_ago(0.2)))
+    failed = backup_host.offsite(
+        "--prune", FAKE_PRUNES="a1", FAKE_FAIL_ON="compact", FAKE_FAIL="Connection reset"
+    )
+    assert failed.returncode == 1
+    assert "borg compact failed" in failed.stderr
+    state = Path(backup_host.config["offsite_state_dir"])
+    last = json.loads((state / "last-prune.json").read_text())
+    assert last["result"] == "failed" and "borg compact failed" in last["error"]
+    backup_host.fake("systemctl", "exit 0")
+    status = backup_host.run("odoo-status")
+    assert status.returncode == 1 and "the last prune: borg compact failed" in status.stdout
+    # a1, pruned by this host before the compact failed, is not "gone" the next day.
+    again = backup_host.offsite("--prune")
+    assert again.returncode == 0, again.stdout + again.stderr
 
 
 def test_an_archive_gone_behind_its_back_trips_the_guard(backup_host):
@@ -407,3 +426,11 @@ def test_the_newest_archive_is_by_time_and_a_tie_goes_to_the_later_made():
     assert borg.newest(listed, excluding=["d"])["name"] == "c"
     assert borg.newest(listed, excluding=["a", "b", "c", "d"]) is None
     assert borg.newest([]) is None
+
+
+def test_after_rollback_as_another_user_than_the_pushs_is_refused(prod_host):
+    prod_host.config["odoo_user"] = "nobody"  # the push's user; this test runs as another
+    prod_host.write_config()
+    result = prod_host.run("odoo-offsite-push", "--after-rollback")
+    assert result.returncode == 2
+    assert "run it as nobody, whose borg pushes" in result.stderr

@@ -20,6 +20,7 @@ from oca_france_host import runner
 CAUSES = (
     ("newer than repository", "the repository is older than borg here last saw it: rolled"
      " back by the backup host (then: odoo-offsite-push --after-rollback, README), or an attack"),
+    ("BORG_PASSCOMMAND failed", "the passphrase file could not be read"),
     ("passphrase supplied in BORG_PASSPHRASE", "wrong passphrase"),
     ("passphrase", "wrong passphrase (ODOO_OCA_FRANCE_BORG_PASSPHRASE)"),
     ("Failed to create/acquire the lock", "the repository is locked (a borg still running,"
@@ -28,14 +29,17 @@ CAUSES = (
     ("Connection timed out", "the backup host did not answer (unreachable)"),
     ("No route to host", "the backup host is unreachable (no route)"),
     ("Host key verification failed", "the backup host's key is not the pinned one"),
-    ("Permission denied", "the backup host refused the key"),
+    ("Could not resolve hostname", "the backup host's name does not resolve"),
+    ("Permission denied (publickey", "the backup host refused the key"),
     # borg's own line after any of ssh's above: the least precise, looked for last of them.
     ("Connection closed by remote host", "the backup host closed the connection"),
-    ("No space left on device", "the backup host's disk is full"),
+    ("No space left on device", "a disk is full (the backup host's, or this host's where"
+     " borg extracts)"),
     ("Insufficient free space", "the backup host's disk is full"),
     ("does not exist", "no such repository or archive"),
     ("is not a valid repository", "no repository there"),
     ("Repository path not allowed", "the key may not reach that repository"),
+    ("Permission denied", "permission denied (see borg's output)"),
     ("errors found", "borg check found damage"),
     ("problems found", "borg check found damage"),
 )  # fmt: skip

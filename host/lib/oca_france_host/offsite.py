@@ -193,16 +193,38 @@ def tripped(settings: dict, when: str, error: GuardTripped) -> int:
 
 
 def prune(settings: dict) -> int:
+    """The guard, then prune and compact; whatever happens, last-prune.json says how it went
+    (status and its alerts read it)."""
+    when = datetime.now().isoformat(timespec="seconds")
+    try:
+        return guarded_prune(settings)
+    except GuardTripped as error:
+        return tripped(settings, when, error)
+    except borg.BorgError as error:
+        write_json(
+            state_file(settings, LAST_PRUNE),
+            {"time": when, "result": "failed", "error": str(error)},
+        )
+        raise
+
+
+def record_seen(settings: dict, when: str, archives: dict[str, str]) -> None:
+    """What the next run's guard compares with (name -> id), and this host's own last
+    transaction: a rollback never goes before it (its compact moved what came before)."""
+    write_json(
+        state_file(settings, SEEN),
+        {"time": when, "archives": archives, "transaction": committed_transaction(settings)},
+    )
+
+
+def guarded_prune(settings: dict) -> int:
     env = environment(settings)
     started = time.monotonic()
     now = datetime.now()
     when = now.isoformat(timespec="seconds")
-    try:
-        check_key(settings)
-        before = borg.archives(env)
-        guard(settings, before, now)
-    except GuardTripped as error:
-        return tripped(settings, when, error)
+    check_key(settings)
+    before = borg.archives(env)
+    guard(settings, before, now)
     listed = borg.run(
         [
             "prune",
@@ -215,28 +237,18 @@ def prune(settings: dict) -> int:
     )
     ours = {m.group(1) for line in listed.stderr.splitlines() if (m := PRUNED.match(line))}
     kept = borg.archives(env)
-    # Gone meanwhile, and not by this prune (a delete through prod's key between the check and
-    # the prune): nothing compacted, so the log can still roll it back.
+    # Recorded before the compact: a compact that fails leaves no false "gone" next time. An
+    # archive gone meanwhile, not by this prune (a delete through prod's key between the guard
+    # and the prune), stays expected: the next guard names it too.
+    expected = {a["name"]: a["id"] for a in before if a["id"] not in ours}
+    record_seen(settings, when, {**expected, **{a["name"]: a["id"] for a in kept}})
     still = {a["id"] for a in kept}
     others = sorted(a["name"] for a in before if a["id"] not in ours and a["id"] not in still)
-    if others:
-        return tripped(
-            settings,
-            when,
-            GuardTripped(f"archive(s) gone during the prune, not by it: {', '.join(others)}"),
-        )
+    if others:  # nothing compacted: the log can still roll it back
+        raise GuardTripped(f"archive(s) gone during the prune, not by it: {', '.join(others)}")
     pruned = sorted(a["name"] for a in before if a["id"] in ours)
     borg.run(["compact"], env)
-    # What this run left: the next run's guard compares with it; a rollback never goes past
-    # its last transaction (the compact may have removed what came before).
-    write_json(
-        state_file(settings, SEEN),
-        {
-            "time": when,
-            "archives": {a["name"]: a["id"] for a in kept},
-            "transaction": committed_transaction(settings),
-        },
-    )
+    record_seen(settings, when, {a["name"]: a["id"] for a in kept})
     write_json(
         state_file(settings, LAST_PRUNE),
         {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import sys
 import time
@@ -138,6 +139,14 @@ def after_rollback(settings: dict) -> int:
     borg here remembers the newer manifest it saw and refuses the repository as an attack.
     Told by the operator, it forgets that manifest (its timestamp, its cache); the nonce it
     used stays, never reused."""
+    user = settings["odoo_user"]
+    if pwd.getpwuid(os.geteuid()).pw_name != user:  # another's borg memory: nothing to forget
+        log(
+            f"ERROR: run it as {user}, whose borg pushes: cd / && sudo -u {user} -H"
+            " /opt/oca-france/bin/odoo-offsite-push --after-rollback",
+            error=True,
+        )
+        return 2
     home = Path(os.path.expanduser("~"))  # borg's own rule (its unit: odoo's home)
     security, cache = home / ".config" / "borg" / "security", home / ".cache" / "borg"
     url = settings["offsite_repository_url"]
