@@ -288,6 +288,19 @@ def test_damage_in_an_older_archive_fails_the_drill_at_borg_check(real):
     assert json.loads((state / "last-drill.json").read_text())["result"] == "failed"
 
 
+def test_a_backup_that_recorded_no_row_counts_fails_the_drill(real):
+    """Nothing to compare is not a pass: none of backup_counted_tables existed on prod."""
+    offsite, prod, push, state = real
+    drill_host(offsite)
+    (prod.data.parent / "data").rmdir()
+    write_backup(prod.data.parent, "data", files={"ab/abcdef": "invoice\n"})
+    edit_manifest(prod.data, row_counts={})
+    assert prod("create", "::day-1", ".").returncode == 0
+    failed = offsite("--drill")
+    assert failed.returncode == 1
+    assert "manifest holds no row counts to compare" in failed.stderr, failed.stderr
+
+
 # --- prod's push on the real repository: each cause named, nothing lost
 
 

@@ -256,9 +256,10 @@ def unreadable_here(dump: Path) -> str | None:
     return f"{dump.name} is not readable by this host's pg_restore {here}: {error}"
 
 
-def problem(backup: Path) -> str | None:
+def problem(backup: Path, digests_required: bool = False) -> str | None:
     """What does not match the manifest (None when everything does); for a lone dump file,
-    only whether this host's pg_restore reads it."""
+    only whether this host's pg_restore reads it. digests_required: every attachment must
+    have its sha256 listed (the drill's proof; older backups listed sizes only)."""
     if backup.is_file():
         return unreadable_here(backup)
     try:
@@ -282,6 +283,8 @@ def problem(backup: Path) -> str | None:
             fields = line.rsplit(" ", 2)
             if len(fields) == 3 and re.fullmatch(r"[0-9a-f]{64}", fields[2]):
                 name, size_text, digests[fields[0]] = fields
+            elif digests_required:
+                return f"{FILE_LIST} lists no sha256 for {line.rsplit(' ', 1)[0]}"
             else:  # the former format: "<path> <size>"
                 name, size_text = line.rsplit(" ", 1)
             expected[name] = int(size_text)

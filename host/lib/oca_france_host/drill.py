@@ -59,8 +59,11 @@ def restore_and_count(scratch: Path, manifest: dict) -> dict[str, int]:
         last = " | ".join((done.stderr or "").strip().splitlines()[-3:])
         raise DrillFailed(f"pg_restore of {manifest['dump']} failed: {last}")
     recorded = manifest.get("row_counts")
-    if not isinstance(recorded, dict):
-        raise DrillFailed(f"{manifest['name']}'s manifest holds no row counts to compare")
+    if not isinstance(recorded, dict) or not recorded:
+        raise DrillFailed(
+            f"{manifest['name']}'s manifest holds no row counts to compare (none of"
+            " backup_counted_tables exists in prod's database?)"
+        )
     restored = json.loads(psql(backups.count_rows_sql(sorted(recorded)), SCRATCH_DB) or "{}")
     wrong = [
         f"{table}: {restored.get(table, 'no table')} restored, {count} recorded"
@@ -92,7 +95,7 @@ def restore_newest(env: dict, scratch: Path, result: dict) -> None:
     result["archive"] = archive
     offsite.log(f"drill: extracting {archive} into {scratch}")
     borg.extract(env, archive, scratch)
-    wrong = backups.problem(scratch)
+    wrong = backups.problem(scratch, digests_required=True)
     if wrong:
         raise DrillFailed(f"{archive} does not match its manifest: {wrong}")
     manifest = backups.read_manifest(scratch)
