@@ -160,13 +160,16 @@ def test_prods_key_can_only_append_and_the_guard_sees_a_delete(sandbox, prod):
     assert status.rc == 1 and "the last prune:" in status.stdout, status.stdout
     prod.check_output(f"rm -rf {KEY_COPY} /root/.cache/borg /root/.config/borg")
 
-    # Without lasting effect: the operator rolls back to the transaction before the delete
-    # (README), and the archive is back.
+    # Without lasting effect: the operator rolls back to the backup host's own last
+    # transaction (README): what prod's key did since (the compact, the delete) is undone.
     listed = backup.check_output(f"cd / && sudo -u borg {BIN}/odoo-offsite --transactions")
-    numbers = [int(line.split()[0]) for line in listed.splitlines()]
-    rolled = backup.run(f"{BIN}/odoo-offsite --rollback {numbers[-2]}")
+    lines = listed.splitlines()
+    own = next(i for i, line in enumerate(lines) if "<- the last this host made" in line)
+    undone = [line.split()[0] for line in lines[own + 1 :]]
+    assert len(undone) == 2, listed  # the compact and the delete, through prod's key
+    rolled = backup.run(f"{BIN}/odoo-offsite --rollback {lines[own].split()[0]}")
     assert rolled.rc == 0, rolled.stdout + rolled.stderr
-    assert f"undid {numbers[-1]}" in rolled.stdout
+    assert f"undid {', '.join(undone)}" in rolled.stdout
     assert archives(backup) == before
     # The delete came from root's borg: odoo's, the push's, never saw the undone state, and
     # pushes on (one whose borg did is told once: odoo-offsite-push --after-rollback, tested

@@ -308,6 +308,8 @@ def test_the_push_sends_the_newest_backup_once(prod_host):
         "--json",
         "--compression",
         "zstd,3",
+        "--checkpoint-interval",
+        "604800",
         f"::{newest}",
         ".",
     ]

@@ -168,6 +168,32 @@ def test_a_delete_right_after_a_prune_rolls_back_to_the_prune_and_keeps_every_ar
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_an_archive_pushed_then_deleted_between_two_prunes_trips_the_guard(real):
+    """Never seen by the guard, yet gone: prod's log says a transaction added no archive."""
+    offsite, prod, push, state = real
+    push("day-1")
+    assert offsite("--prune").returncode == 0
+    push("day-2")
+    assert prod("delete", "::day-2").returncode == 0
+    tripped = offsite("--prune")
+    assert tripped.returncode == 1
+    assert "prod committed 2 transaction(s) since the last run" in tripped.stderr
+    assert "and added 0 archive(s)" in tripped.stderr
+    # Back to the backup host's own last transaction: day-2 is there again.
+    own = next(
+        line.split()[0]
+        for line in offsite("--transactions").stdout.splitlines()
+        if "<- the last this host made" in line
+    )
+    rolled = offsite("--rollback", own)
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert "1 archive(s): day-1" in rolled.stdout  # both undone: the push, then the delete
+    assert prod.after_rollback().returncode == 0
+    push("day-2")  # pushed again, as the next push would
+    again = offsite("--prune")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
 def test_a_key_replaced_through_prods_key_trips_the_guard_and_the_copy_puts_it_back(real):
     """borg serve lets an append-only client rewrite the repository's key: every archive would
     read with the attacker's passphrase only. The backup host keeps the key as --init made it."""

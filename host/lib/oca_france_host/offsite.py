@@ -144,8 +144,10 @@ def start_of(archive: dict) -> datetime:
 
 def guard(settings: dict, archives: list[dict], now: datetime) -> None:
     """Raises GuardTripped when an archive seen last time is gone or replaced (same name,
-    another archive), when a new one is dated before the last run or in the future (it would
-    take a real one's place in the retention), or when none is fresh."""
+    another archive), when prod committed more transactions since the last run than it added
+    archives (one pushed and deleted in between: never seen, yet gone), when a new one is dated
+    before the last run or in the future (it would take a real one's place in the retention),
+    or when none is fresh."""
     seen = read_json(state_file(settings, SEEN), {})
     known = seen.get("archives") if isinstance(seen.get("archives"), dict) else {}
     present = {(a["name"], a["id"]) for a in archives}
@@ -156,6 +158,19 @@ def guard(settings: dict, archives: list[dict], now: datetime) -> None:
             f" {', '.join(missing)} (deleted through prod's key? the repository's log can"
             " still roll it back: README)"
         )
+    own = seen.get("transaction")
+    if isinstance(own, int):
+        # borg logs each commit of an append-only client: a push is one (it never checkpoints,
+        # push.py), a delete, a prune or a compact through prod's key one that adds no archive.
+        since = [number for number, _ in transactions(settings) if number > own]
+        added = [a for a in archives if a["id"] not in known.values()]
+        if len(since) > len(added):
+            raise GuardTripped(
+                f"prod committed {len(since)} transaction(s) since the last run"
+                f" ({', '.join(map(str, since))}) and added {len(added)} archive(s): an archive"
+                " pushed then deleted, or another write through prod's key (the repository's"
+                " log can still roll it back: README)"
+            )
     if not archives:
         raise GuardTripped("the repository holds no archive (no push ever arrived)")
     since = datetime.fromisoformat(seen["time"]) if seen.get("time") else None

@@ -65,6 +65,9 @@ def environment(settings: dict) -> dict:
     )
 
 
+CHECKPOINT_NEVER_SEC = 7 * 86400  # longer than any push
+
+
 def push(settings: dict) -> dict:
     """One attempt; what it pushed (or found there already)."""
     backup_dir = Path(settings["backup_dir"])
@@ -82,6 +85,8 @@ def push(settings: dict) -> dict:
             "create",
             "--json",
             "--compression", settings["offsite_compression"],
+            # One commit per push, never a checkpoint: the backup host's guard counts them.
+            "--checkpoint-interval", str(CHECKPOINT_NEVER_SEC),
             f"::{backup.name}",
             ".",
         ],
