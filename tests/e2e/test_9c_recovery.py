@@ -1,6 +1,8 @@
-"""Recovery from bare, for real: prod's container destroyed with its disk, a bare one in its
-place, `make apply-prod`, then `make recover-prod`: Odoo serves the rows and attachments of
-the backup host's archive. Runs last of all (9c): prod is a new host afterwards.
+"""Recovery from bare, for real: prod's container (Debian 12) destroyed with its disk, a bare
+one in its place on Debian 13 (a host rebuilt on the newer release), `make apply-prod`, then
+`make recover-prod`: Odoo serves the rows and attachments of the backup host's archive, and
+the new prod's pushes (borg 1.4) go on into the repository prod on Debian 12 (borg 1.2) made.
+Runs last of all (9c): prod is a new host afterwards.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 import urllib.request
 
 from .conftest import (
+    BACKUP_HOST,
     BACKUPS,
     DB,
     PROD,
@@ -21,8 +24,10 @@ from .conftest import (
     filestore,
     head,
     psql,
+    unit_invocation,
+    wait_unit_done,
 )
-from .test_9b_offsite import push_after_backup
+from .test_9b_offsite import PRUNE, archives, drill, push_after_backup
 
 MARKER = b"recovered from the backup host, byte for byte\n"
 
@@ -60,7 +65,9 @@ def test_prod_rebuilt_from_bare_serves_the_backup_hosts_archive(sandbox, prod, r
     partners = psql(prod, DB[PROD], "SELECT count(*) FROM res_partner")
 
     started = time.monotonic()
-    subprocess.run(["bash", str(SANDBOX_SCRIPT), "rebuild", PROD], check=True, timeout=600)
+    subprocess.run(
+        ["bash", str(SANDBOX_SCRIPT), "rebuild", PROD, "trixie"], check=True, timeout=600
+    )
     assert not prod.file(BACKUPS).exists  # a bare host: nothing of the old one
     applied = sandbox.apply("--limit", "prod")
     assert applied.returncode == 0, applied.stdout[-5000:] + applied.stderr[-5000:]
@@ -85,3 +92,22 @@ def test_prod_rebuilt_from_bare_serves_the_backup_hosts_archive(sandbox, prod, r
     # Production, as it was: not neutralized.
     assert config_parameter(prod, DB[PROD], "database.is_neutralized") in ("", "false", "False")
     assert prod.check_output("ls -A /home/odoo/.odoo_dumps/recovery 2>/dev/null || true") == ""
+
+
+def test_prod_rebuilt_on_debian_13_pushes_on_into_the_same_repository(sandbox, prod, recette):
+    """Prod on Debian 13 (borg 1.4) pushes into the repository borg 1.2 made; the backup
+    host's guard counts its transaction, and the drill restores its archive."""
+    assert prod.check_output("borg --version").startswith("borg 1.4"), "not Debian 13's borg"
+    backup = sandbox.host(BACKUP_HOST)
+    before = archives(backup)
+    pushed = push_after_backup(prod, recette)
+    assert pushed in archives(backup) and pushed not in before
+    prune = unit_invocation(backup, PRUNE)
+    backup.check_output(f"systemctl start {PRUNE}")
+    assert wait_unit_done(backup, PRUNE, prune) == "success", backup.check_output(
+        f"journalctl -u {PRUNE} -o cat --no-pager -n 20"
+    )
+    result, log = drill(backup)
+    assert result == "success", log
+    last = json.loads(backup.check_output("cat /var/lib/oca-france/offsite/last-drill.json"))
+    assert last["archive"] == pushed

@@ -8,8 +8,10 @@
 #   sandbox.sh check-rootfs DIR  refuse a rootfs whose / is not 0755 root:root
 #   sandbox.sh info              how to reach each Odoo and each container
 #   sandbox.sh power-cut NAME    kill every process of a container at once (up boots it again)
-#   sandbox.sh rebuild NAME      destroy a container (its disk too) and boot a bare one in its
-#                                place: same name and address, a new host key
+#   sandbox.sh rebuild NAME [SUITE]
+#                                destroy a container (its disk too) and boot a bare one in its
+#                                place: same name and address, a new host key, its own Debian
+#                                suite or SUITE (bookworm, trixie: a host rebuilt on a newer one)
 #   sandbox.sh down              stop the containers, remove namespaces, veths, nftables table
 #
 # Containers reach only the package registries (apt, PyPI), through an nftables masquerade
@@ -68,7 +70,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 container_ip() { echo "10.231.$1.2"; }
@@ -574,11 +576,13 @@ cmd_power_cut() {
 
 # A host lost for good (its provider's incident, a dead disk): a bare container in its place.
 cmd_rebuild() {
-    local wanted=$1 entry name index suite rootfs
+    local wanted=$1 as_suite=${2:-} entry name index suite rootfs
     [[ $EUID -eq 0 ]] || die "run me as root"
     for entry in "${CONTAINERS[@]}"; do
         read -r name index suite _ <<<"$entry"
         [[ "$name" == "$wanted" ]] || continue
+        suite=${as_suite:-$suite}
+        [[ -f "$(tarball_of "$suite")" ]] || die "no Debian '$suite' rootfs (bookworm, trixie)"
         is_running "$name" && cmd_power_cut "$name"
         rootfs=$(rootfs_of "$name")
         log "$name: destroying its disk"
@@ -646,7 +650,7 @@ case "${1:-}" in
         ;;
     rebuild)
         [[ -n "${2:-}" ]] || { usage >&2; exit 1; }
-        cmd_rebuild "$2"
+        cmd_rebuild "$2" "${3:-}"
         ;;
     down) cmd_down ;;
     info) cmd_info ;;
