@@ -51,7 +51,7 @@ from tasks.paths import (
     transfer_key_file,
     transfer_known_hosts_file,
 )
-from tasks.settings import checked_addons_subdirs, checked_seconds
+from tasks.settings import checked_addons_subdirs, checked_retention, checked_seconds
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -223,9 +223,7 @@ def backup_host_config(data) -> dict:
         "offsite_credential": OFFSITE_CREDENTIAL,
         "offsite_passphrase_file": offsite_passphrase_file(data),
         "offsite_state_dir": offsite_state_dir(data),
-        "offsite_keep_daily": data.offsite_keep_daily,
-        "offsite_keep_weekly": data.offsite_keep_weekly,
-        "offsite_keep_monthly": data.offsite_keep_monthly,
+        **checked_retention(data),
         "offsite_max_age_hours": data.offsite_max_age_hours,
         "offsite_lock_wait_sec": data.offsite_lock_wait_sec,
         "offsite_drill_dir": data.offsite_drill_dir,

@@ -64,6 +64,22 @@ def checked_seconds(data, key: str) -> int:
     return value
 
 
+# The off-site retention's floor (odoo.sh keeps 14 backups; the issue's minimum): a lower
+# value would let the backup host's own prune thin the history below what a recovery needs.
+RETENTION_MINIMUMS = {"offsite_keep_daily": 7, "offsite_keep_weekly": 4, "offsite_keep_monthly": 3}
+
+
+def checked_retention(data) -> dict[str, int]:
+    """The backup host's retention, refused below its floor (more is cheap: deduplicated)."""
+    kept = {}
+    for key, least in RETENTION_MINIMUMS.items():
+        value = getattr(data, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise DeployError(f"{key} must be a whole number of at least {least}, not {value!r}")
+        kept[key] = value
+    return kept
+
+
 ZONE_NAME = r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*"  # a tz database name: nothing a shell reads
 
 

@@ -34,6 +34,7 @@ from pyinfra.api.util import get_template
 from tasks.odoo_password import admin_password_hash
 from tasks.render import host_config, rendered_files, template_path
 from tasks.settings import (
+    RETENTION_MINIMUMS,
     ReleaseData,
     checked_calendar_times,
     checked_timezone,
@@ -259,6 +260,17 @@ def test_time_limits_are_whole_seconds_above_0(host_data):
         for bad in (0, -5, "abc", 1.5, True):
             with pytest.raises(DeployError, match=f"{key} must be a whole number of seconds"):
                 render(With(host_data, **{key: bad}), "host.json.j2")
+
+
+def test_the_off_site_retention_keeps_at_least_7_daily_4_weekly_3_monthly(inventory):
+    data = release_data(inventory, "oca-france-backup", "debian-13")
+    config = json.loads(render(data, "host.json.j2"))
+    assert [config[key] for key in RETENTION_MINIMUMS] == [14, 8, 12]  # group_data's defaults
+    for key, least in RETENTION_MINIMUMS.items():
+        render(With(data, **{key: least}), "host.json.j2")
+        for bad in (least - 1, 0, "7", None, True):
+            with pytest.raises(DeployError, match=f"{key} must be a whole number of at least"):
+                render(With(data, **{key: bad}), "host.json.j2")
 
 
 def test_the_time_zone_is_one_the_tz_database_knows(host_data):
