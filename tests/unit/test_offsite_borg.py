@@ -194,6 +194,67 @@ def test_an_archive_pushed_then_deleted_between_two_prunes_trips_the_guard(real)
     assert again.returncode == 0, again.stdout + again.stderr
 
 
+# A client of its own on prod (borg's code, as an attacker holding prod's key would run it):
+# today's push, with one object of an older archive deleted in the same transaction, so that
+# prod's commits and the archives they added still tally.
+RAW_DELETE_IN_A_PUSH = """#!/usr/bin/python3
+import os, sys
+from borg import remote
+from borg.archiver import main
+
+commit = remote.RemoteRepository.commit
+
+
+def commit_with_a_delete(self, *args, **kwargs):
+    self.delete(bytes.fromhex(os.environ["VICTIM_CHUNK"]))
+    return commit(self, *args, **kwargs)
+
+
+remote.RemoteRepository.commit = commit_with_a_delete
+sys.exit(main())
+"""
+
+
+def test_a_raw_delete_of_archive_data_through_prods_key_trips_the_guard(real, tmp_path):
+    """borg serve --append-only takes a raw delete of one object: every archive stays listed
+    while its data would go at the next compact. The guard reads prod's committed deletes in
+    the segments, whatever the transaction also added."""
+    offsite, prod, push, state = real
+    push("day-1")
+    assert offsite("--prune").returncode == 0
+    dumped = prod.home / "day-1.json"
+    assert prod("debug", "dump-archive", "::day-1", str(dumped)).returncode == 0
+    items = json.loads(dumped.read_text())["_items"]
+    chunk = next(item["chunks"][0][0] for item in items if item.get("chunks")).lstrip("\x7f")
+    attacker = tmp_path / "attacker"
+    attacker.mkdir()
+    (attacker / "borg").write_text(RAW_DELETE_IN_A_PUSH)
+    (attacker / "borg").chmod(0o755)
+    (prod.data / "day-2").write_text("backup day-2\n")
+    pushed = prod(
+        "create",
+        "::day-2",
+        ".",
+        env={"PATH": f"{attacker}:{os.environ['PATH']}", "VICTIM_CHUNK": chunk},
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    assert prod("list", "--short").stdout.split() == ["day-1", "day-2"]  # still listed
+    assert prod("extract", "--dry-run", "::day-1").returncode != 0  # its data gone
+    tripped = offsite("--prune")
+    assert tripped.returncode == 1
+    assert "prod's key deleted or overwrote 1 object(s) of the repository" in tripped.stderr
+    assert "nothing pruned nor compacted" in tripped.stderr
+    # Back to the backup host's own transaction: day-1 reads whole again.
+    own = json.loads((state / "seen.json").read_text())["transaction"]
+    rolled = offsite("--rollback", str(own))
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert prod.after_rollback().returncode == 0
+    assert prod("extract", "--dry-run", "::day-1").returncode == 0
+    push("day-2")
+    again = offsite("--prune")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
 def test_a_key_replaced_through_prods_key_trips_the_guard_and_the_copy_puts_it_back(real):
     """borg serve lets an append-only client rewrite the repository's key: every archive would
     read with the attacker's passphrase only. The backup host keeps the key as --init made it."""

@@ -11,7 +11,8 @@ prod's reach).
 The guard: prod's key can only append (borg serve --append-only), so an archive deleted
 through it is only a transaction in the repository's log until a client with full access
 commits it; this prune is that client. Before it prunes, every archive it saw at its last run
-must still be there unless it pruned it itself, and the newest must be fresh
+must still be there unless it pruned it itself, none of prod's commits since may have deleted
+an object (borg's raw delete keeps archives listed), and the newest must be fresh
 (offsite_max_age_hours). A guard that trips prunes and compacts nothing, fails its unit, and
 says which archives went missing: the log's transactions can still be rolled back (README).
 """
@@ -23,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import sys
 import time
 from datetime import datetime, timedelta
@@ -145,7 +147,8 @@ def start_of(archive: dict) -> datetime:
 def guard(settings: dict, archives: list[dict], now: datetime) -> None:
     """Raises GuardTripped when an archive seen last time is gone or replaced (same name,
     another archive), when prod committed more transactions since the last run than it added
-    archives (one pushed and deleted in between: never seen, yet gone), when a new one is dated
+    archives (one pushed and deleted in between: never seen, yet gone), when one of them
+    deleted or overwrote an object other than the manifest (archives' data), when a new one is dated
     before the last run or in the future (it would take a real one's place in the retention),
     or when none is fresh."""
     seen = read_json(state_file(settings, SEEN), {})
@@ -170,6 +173,15 @@ def guard(settings: dict, archives: list[dict], now: datetime) -> None:
                 f" ({', '.join(map(str, since))}) and added {len(added)} archive(s): an archive"
                 " pushed then deleted, or another write through prod's key (the repository's"
                 " log can still roll it back: README)"
+            )
+        deleted = objects_deleted_by_prod(settings, own)
+        if deleted:
+            raise GuardTripped(
+                f"prod's key deleted or overwrote {sum(map(len, deleted.values()))} object(s)"
+                f" of the repository since the last run (transaction(s)"
+                f" {', '.join(map(str, deleted))}): archives' data, through borg's raw calls,"
+                " which a compact would destroy (the repository's log can still roll it back:"
+                " README)"
             )
     if not archives:
         raise GuardTripped("the repository holds no archive (no push ever arrived)")
@@ -295,6 +307,59 @@ def transactions(settings: dict) -> list[tuple[int, str]]:
         match = TRANSACTION.fullmatch(line.strip())
         if match:
             found.append((int(match.group(1)), match.group(2)))
+    return found
+
+
+# borg's segment files: a magic, then entries (crc32, size of the whole entry, tag, 32-byte id
+# for a PUT or a DELETE). Only the headers are read.
+SEGMENT_MAGIC = b"BORG_SEG"
+ENTRY = struct.Struct("<IIB")
+TAG_DELETE, TAG_COMMIT = 1, 2
+MANIFEST_ID = bytes(32)  # every push rewrites the manifest: its one legitimate delete
+
+
+def segments(settings: dict, after: int) -> list[tuple[int, Path]]:
+    """The repository's segment files numbered above `after`, oldest first."""
+    found = []
+    for directory in (Path(settings["offsite_repository"]) / "data").iterdir():
+        if directory.is_dir() and not directory.is_symlink():
+            found += [(n, path) for n, path in numbered(directory) if n > after]
+    return sorted(found)
+
+
+def objects_deleted_by_prod(settings: dict, own: int) -> dict[int, list[str]]:
+    """The objects each of prod's transactions after `own` deleted, the manifest aside
+    (transaction id -> object ids). A push only adds: new chunks, and the manifest rewritten
+    (a delete of it, then a put). borg serve --append-only also takes a raw delete, or a put
+    over an existing object (the server writes a delete first): such a commit keeps every
+    archive listed while its data goes, for good at the next compact."""
+    logged = {number for number, _ in transactions(settings)}
+    found: dict[int, list[str]] = {}
+    pending: list[str] = []
+    for number, path in segments(settings, own):
+        with path.open("rb") as segment:
+            if segment.read(len(SEGMENT_MAGIC)) != SEGMENT_MAGIC:
+                raise GuardTripped(f"{path}: not a borg segment (a file put there by hand?)")
+            while header := segment.read(ENTRY.size):
+                if len(header) < ENTRY.size:
+                    break  # an unfinished write: never committed
+                _, size, tag = ENTRY.unpack(header)
+                if size < ENTRY.size:
+                    raise GuardTripped(f"{path}: a damaged segment (an entry of {size} bytes)")
+                if tag == TAG_DELETE:
+                    ident = segment.read(32)
+                    if ident != MANIFEST_ID:
+                        pending.append(ident.hex())
+                    segment.seek(size - ENTRY.size - len(ident), os.SEEK_CUR)
+                elif tag == TAG_COMMIT:
+                    # A commit borg logged is an append-only client's (prod's key); this host's
+                    # own prune and compact are not logged (and come before `own`).
+                    if number in logged and pending:
+                        found[number] = pending
+                    pending = []
+                    segment.seek(size - ENTRY.size, os.SEEK_CUR)
+                else:
+                    segment.seek(size - ENTRY.size, os.SEEK_CUR)
     return found
 
 
