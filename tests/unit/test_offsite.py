@@ -42,10 +42,11 @@ elif command == "create":
     archives.append({"name": name, "start": datetime.now().isoformat()})
     print(json.dumps({"archive": {"name": name, "stats": {"original_size": 3000,
                       "compressed_size": 2000, "deduplicated_size": 1000}}}))
-elif command == "extract":  # the archive's files, from FAKE_EXTRACT_FROM/<name>/
-    import shutil
-    name = sys.argv[-1].removeprefix("::")
-    shutil.copytree(os.path.join(os.environ["FAKE_EXTRACT_FROM"], name), ".", dirs_exist_ok=True)
+elif command == "export-tar":  # the archive's files, from FAKE_EXTRACT_FROM/<name>/, a tar
+    import tarfile
+    name = sys.argv[-2].removeprefix("::")
+    with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as tar:
+        tar.add(os.path.join(os.environ["FAKE_EXTRACT_FROM"], name), arcname=".")
 elif command == "prune":
     gone = set(os.environ.get("FAKE_PRUNES", "").split())
     for a in archives:
@@ -400,7 +401,7 @@ def test_recover_refuses_an_archive_not_there_or_not_as_its_manifest_says(prod_h
     newest = recover()  # the newest by default: here, one that does not match its manifest
     assert newest.returncode == 2
     assert f"{bad.name} does not match its manifest: filestore/ab/abcdef" in newest.stderr
-    assert prod_host.repository.calls()[-1]["argv"][-1] == f"::{bad.name}"
+    assert prod_host.repository.calls()[-1]["argv"][-2] == f"::{bad.name}"
     assert not [call for call in prod_host.logged() if call.startswith(("systemctl", "git"))]
     assert recover("--bogus").returncode == 1
     # A host rebuilt from bare whose timer already pushed its fresh database: never that one
@@ -409,7 +410,7 @@ def test_recover_refuses_an_archive_not_there_or_not_as_its_manifest_says(prod_h
     own = recover()
     assert f"not by default: {bad.name} (pushed by this host itself)" in own.stdout
     assert f"recovering {good.name}, taken " in own.stdout
-    assert prod_host.repository.calls()[-1]["argv"][-1] == f"::{good.name}"
+    assert prod_host.repository.calls()[-1]["argv"][-2] == f"::{good.name}"
 
 
 def test_the_newest_archive_is_by_time_and_a_tie_goes_to_the_later_made():

@@ -4,10 +4,12 @@ pipe instead of SSH."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
+import tarfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -351,6 +353,33 @@ def test_the_drill_restores_the_newest_archive_and_fails_loudly_when_corrupted(r
     host.fake("systemctl", "exit 0")
     status = host.run("odoo-status")
     assert status.returncode == 1 and "the last drill failed" in status.stdout
+
+
+def test_an_archive_made_to_write_outside_its_extract_fails_the_drill_and_writes_nothing(
+    real, tmp_path
+):
+    """An archive is what prod's key wrote: one crafted (a symlink to outside, then a file
+    below it) made `borg extract` write through the link (CVE-2026-62268: on the backup
+    host, as the repository's owner). The drill unpacks borg's tar stream itself."""
+    offsite, prod, push, state = real
+    drill_host(offsite)
+    push("day-1")
+    outside = tmp_path / "outside"  # stands for the repository, ~borg/.ssh...
+    outside.mkdir()
+    crafted = prod.home / "crafted.tar"
+    with tarfile.open(crafted, "w") as tar:
+        link = tarfile.TarInfo("filestore")
+        link.type, link.linkname = tarfile.SYMTYPE, str(outside)
+        tar.addfile(link)
+        planted = tarfile.TarInfo("filestore/planted")
+        planted.size = 8
+        tar.addfile(planted, io.BytesIO(b"planted\n"))
+    assert prod("import-tar", "::day-2", str(crafted)).returncode == 0
+    failed = offsite("--drill")
+    assert failed.returncode == 1
+    assert "DRILL FAILED" in failed.stderr
+    assert "'filestore': a symbolic link" in failed.stderr
+    assert list(outside.iterdir()) == []
 
 
 def test_damage_in_an_older_archive_fails_the_drill_at_borg_check(real):

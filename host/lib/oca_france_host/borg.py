@@ -10,6 +10,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Collection
 from pathlib import Path
@@ -88,29 +89,91 @@ def cause(output: str) -> str:
     return "see borg's output"
 
 
+def argv_for(args: list[str], env: dict) -> list[str]:
+    """borg ARGS, waiting for the repository's lock as long as configured; ssh's log emptied
+    (this run's lines only)."""
+    if env.get(SSH_LOG):
+        Path(env[SSH_LOG]).write_text("")
+    return ["borg", args[0], f"--lock-wait={env[LOCK_WAIT]}", *args[1:]]
+
+
+def failure(command: str, output: str, env: dict) -> BorgError:
+    """borg COMMAND failed: the error, its cause named from borg's and ssh's last words."""
+    said = Path(env[SSH_LOG]).read_text(errors="replace") if env.get(SSH_LOG) else ""
+    output = f"{output}\n{said}".strip()
+    last = " | ".join(output.splitlines()[-3:])
+    return BorgError(f"borg {command} failed ({cause(output)}): {last}")
+
+
 def run(args: list[str], env: dict, cwd: str | None = None) -> subprocess.CompletedProcess:
     """borg ARGS (its output captured). On failure a BorgError with the cause and borg's last
     lines."""
-    argv = ["borg", args[0], f"--lock-wait={env[LOCK_WAIT]}", *args[1:]]
-    ssh_log = Path(env[SSH_LOG]) if env.get(SSH_LOG) else None
-    if ssh_log:
-        ssh_log.write_text("")  # this run's lines only
-    done = runner.run(argv, env=env, cwd=cwd, capture=True, check=False)
+    done = runner.run(argv_for(args, env), env=env, cwd=cwd, capture=True, check=False)
     # 1 is borg's "warning": from check, damage found; from create, a file it could not read
     # (a backup never changes while pushed). Neither passes here.
     if done.returncode != 0:
-        said = ssh_log.read_text(errors="replace") if ssh_log else ""
-        output = f"{done.stdout or ''}\n{done.stderr or ''}\n{said}".strip()
-        last = " | ".join(output.splitlines()[-3:])
-        raise BorgError(f"borg {args[0]} failed ({cause(output)}): {last}")
+        raise failure(args[0], f"{done.stdout or ''}\n{done.stderr or ''}", env)
     return done
 
 
+class UnsafeArchive(BorgError):
+    """An archive holding what a backup never holds: a link, a device, a path leaving it."""
+
+
 def extract(env: dict, archive: str, target: Path) -> None:
-    """ARCHIVE's files in TARGET, emptied first (the drill's scratch, a recovery's extract)."""
+    """ARCHIVE's files in TARGET, emptied first (the drill's scratch, a recovery's extract),
+    written here from borg's tar stream, never by `borg extract`: it follows a symlink the
+    archive itself holds (CVE-2026-62268), and an archive is what prod's key wrote, so a
+    compromised prod could have it write anywhere its reader may (on the backup host, the
+    repository itself)."""
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True, mode=0o700)
-    run(["extract", f"::{archive}"], env, cwd=str(target))
+    try:
+        export = argv_for(["export-tar", f"::{archive}", "-"], env)
+        with runner.reading(export, env=env, cut=(tarfile.TarError, EOFError)) as tar:
+            unpack(tar, target)
+    except runner.Failed as failed:
+        raise failure("export-tar", failed.output, env) from None
+
+
+def inside(name: str) -> tuple[str, ...]:
+    """A member's path as parts below the extract ("." and empty parts dropped); a path that
+    is absolute or climbs out refused."""
+    parts = tuple(part for part in name.split("/") if part not in ("", "."))
+    if name.startswith("/") or ".." in parts:
+        raise UnsafeArchive(f"{name!r}: a path leaving the extract")
+    return parts
+
+
+def unpack(stream, target: Path) -> None:
+    """A tar stream's directories and regular files (and hard links between them) under
+    TARGET, each path checked to stay inside; anything else refused (UnsafeArchive). No link
+    is ever made that a later path could pass through."""
+    written: set[tuple[str, ...]] = set()
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        for member in tar:
+            parts = inside(member.name)
+            if member.isdir():
+                target.joinpath(*parts).mkdir(mode=0o700, parents=True, exist_ok=True)
+                continue
+            if not parts:
+                raise UnsafeArchive(f"{member.name!r}: a file in the extract's own place")
+            path = target.joinpath(*parts)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if member.islnk() and inside(member.linkname) in written:
+                os.link(target.joinpath(*inside(member.linkname)), path, follow_symlinks=False)
+            elif member.isreg():
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                with os.fdopen(os.open(path, flags, member.mode & 0o755), "wb") as out:
+                    shutil.copyfileobj(tar.extractfile(member), out, 1 << 20)
+                os.utime(path, (member.mtime, member.mtime))
+                written.add(parts)
+            else:
+                kind = "symbolic link" if member.issym() else "link, device or fifo"
+                raise UnsafeArchive(
+                    f"{member.name!r}: a {kind} (a backup holds files and directories only:"
+                    " an archive made to write outside its extract?)"
+                )
 
 
 def newest(archives: list[dict], excluding: Collection[str] = ()) -> dict | None:

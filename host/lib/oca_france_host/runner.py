@@ -5,8 +5,11 @@ the unit tests put fakes first on PATH and nothing else changes. No shell, ever.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 TIMED_OUT = (124, 137)  # coreutils timeout: the command ran out of time (TERM, then KILL)
 
@@ -79,6 +82,50 @@ def run(
         output = "\n".join(part for part in (done.stdout, done.stderr) if isinstance(part, str))
         raise Failed(argv, done.returncode, output)
     return done
+
+
+@contextmanager
+def reading(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cut: tuple[type[BaseException], ...] = (),
+) -> Iterator[IO[bytes]]:
+    """argv's stdout, a binary pipe read while it runs (borg export-tar into our own unpacking);
+    what is left unread is drained. Raises Failed (with its stderr) when it exits non-zero, and
+    when the reading raised one of `cut` (the stream ended short) because the command failed:
+    its own words say why. Stopped, never left running, when the reading fails otherwise."""
+    with tempfile.TemporaryFile() as errors:
+
+        def failed(status: int) -> Failed:
+            errors.seek(0)
+            return Failed(argv, status, errors.read().decode(errors="replace"))
+
+        try:
+            process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=errors, env=env)
+        except OSError as error:
+            raise Failed(argv, 127, str(error)) from None
+        try:
+            yield process.stdout
+            while process.stdout.read(1 << 20):
+                pass
+        except BaseException as error:
+            # Its output closed: it ends on its own (borg then releases its lock), or is killed.
+            process.stdout.close()
+            try:
+                status = process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                raise error from None
+            if isinstance(error, cut) and status > 0:
+                raise failed(status) from error
+            raise
+        finally:
+            process.stdout.close()
+        status = process.wait()
+        if status != 0:
+            raise failed(status)
 
 
 def output(argv: Sequence[str], **options) -> str:
