@@ -154,6 +154,13 @@ def offsite_state_dir(data) -> str:
     return "/var/lib/oca-france/offsite"
 
 
+def offsite_writes_lock(data) -> str:
+    """The backup host: what prod's key takes shared (its forced command, flock) and the
+    guarded prune exclusive, so that nothing prod commits lands between the guard and the
+    compact."""
+    return f"{offsite_state_dir(data)}/prods-writes.lock"
+
+
 def offsite_repository_url(data) -> str:
     """prod's repository as prod reaches it (borg's ssh:// form, an absolute path)."""
     return f"ssh://{data.offsite_user}@{data.offsite_host}:{data.offsite_port}{data.offsite_repository}"

@@ -44,6 +44,7 @@ from tasks.paths import (
     offsite_recovery_dir,
     offsite_repository_url,
     offsite_state_dir,
+    offsite_writes_lock,
     prepared_dir,
     production_data_dir,
     production_data_in_use_file,
@@ -223,6 +224,7 @@ def backup_host_config(data) -> dict:
         "offsite_credential": OFFSITE_CREDENTIAL,
         "offsite_passphrase_file": offsite_passphrase_file(data),
         "offsite_state_dir": offsite_state_dir(data),
+        "offsite_writes_lock": offsite_writes_lock(data),
         **checked_retention(data),
         "offsite_max_age_hours": data.offsite_max_age_hours,
         "offsite_lock_wait_sec": data.offsite_lock_wait_sec,
@@ -292,6 +294,23 @@ def offsite_vars(data) -> dict:
     }
 
 
+def offsite_forced_command(data) -> list[str]:
+    """What prod's key runs on the backup host, whatever it asks: borg serve, appending only,
+    to prod's repository only, waiting while the guarded prune runs (it holds the lock
+    exclusive); past offsite_lock_wait_sec the connection closes, and the push tries again."""
+    return [
+        "flock",
+        "--shared",
+        f"--wait={data.offsite_lock_wait_sec}",
+        offsite_writes_lock(data),
+        "borg",
+        "serve",
+        "--append-only",
+        "--restrict-to-repository",
+        data.offsite_repository,
+    ]
+
+
 def backup_host_vars(data) -> dict:
     """The backup host: prod's key, which may only append to prod's repository."""
     public_key = getattr(data, "offsite_public_key", "") or ""
@@ -300,15 +319,7 @@ def backup_host_vars(data) -> dict:
             "the backup host needs the off-site push public key (the .pub beside"
             " OCA_FRANCE_OFFSITE_KEY_FILE, see .env.template)"
         )
-    serve = shlex.join(
-        [
-            "borg",
-            "serve",
-            "--append-only",
-            "--restrict-to-repository",
-            data.offsite_repository,
-        ]
-    )
+    serve = shlex.join(offsite_forced_command(data))
     return {
         "offsite_user": data.offsite_user,
         "repository": data.offsite_repository,
@@ -318,7 +329,7 @@ def backup_host_vars(data) -> dict:
         "calendar": data.offsite_prune_calendar,
         "drill_calendar": data.offsite_drill_calendar,
         # restrict: no shell, pty, forwarding or agent; the command: borg serve, appending only,
-        # to prod's repository only.
+        # to prod's repository only, never while the guarded prune runs.
         "authorized_key": f'restrict,command="{serve}" {public_key}',
     }
 

@@ -89,8 +89,9 @@ def backup_host(unit_inventory, tmp_path):
     root = tmp_path / "backup"
     root.mkdir()
     config = moved_config(backup_host_config(data), root)
-    for key in ("offsite_repository", "offsite_state_dir"):
+    for key in ("offsite_repository", "offsite_state_dir", "offsite_writes_lock"):
         config[key] = f"{root}{config[key]}"
+    for key in ("offsite_repository", "offsite_state_dir"):
         Path(config[key]).mkdir(parents=True)
     config["disk_watched_paths"] = [str(root)]
     # What borg init writes there: the guard keeps a copy of the key.

@@ -4,9 +4,12 @@ pipe instead of SSH."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import os
+import shlex
 import signal
 import subprocess
 import tarfile
@@ -15,8 +18,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from oca_france_host import borg
 
-from tasks.render import backup_host_config
+from tasks.paths import offsite_writes_lock
+from tasks.render import backup_host_config, offsite_forced_command
 
 from .conftest import (
     PROD_DB,
@@ -40,7 +45,7 @@ def real(unit_inventory, tmp_path, make_host):
     root = tmp_path / "backup"
     root.mkdir()
     config = moved_config(backup_host_config(data), root)
-    for key in ("offsite_repository", "offsite_state_dir"):
+    for key in ("offsite_repository", "offsite_state_dir", "offsite_writes_lock"):
         config[key] = f"{root}{config[key]}"
     Path(config["offsite_state_dir"]).mkdir(parents=True)
     Path(config["offsite_repository"]).parent.mkdir(parents=True)
@@ -60,10 +65,15 @@ def real(unit_inventory, tmp_path, make_host):
     offsite.host = host
     repository = config["offsite_repository"]
     serve = tmp_path / "forced-command"
-    serve.write_text(
-        f"#!/bin/sh\nexec env HOME={home} borg serve --append-only"
-        f" --restrict-to-repository {repository}\n"
-    )
+    # The forced command as rendered, its paths moved here, waiting 2 s for the prune.
+    moved = {
+        data.offsite_repository: repository,
+        offsite_writes_lock(data): config["offsite_writes_lock"],
+        f"--wait={data.offsite_lock_wait_sec}": "--wait=2",
+    }
+    forced = [moved.get(arg, arg) for arg in offsite_forced_command(data)]
+    assert forced[-1] == repository and "--wait=2" in forced
+    serve.write_text(f"#!/bin/sh\nexec env HOME={home} {shlex.join(forced)}\n")
     serve.chmod(0o755)
     prod_home = tmp_path / "prod"
     (prod_home / "data").mkdir(parents=True)
@@ -255,6 +265,41 @@ def test_a_raw_delete_of_archive_data_through_prods_key_trips_the_guard(real, tm
     push("day-2")
     again = offsite("--prune")
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+@contextlib.contextmanager
+def held(lock: str, how: int):
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, how)
+        yield
+    finally:
+        os.close(fd)
+
+
+def test_prods_key_waits_while_the_prune_runs_and_the_prune_for_a_running_push(real):
+    """Nothing prod commits may land between the guard and the compact: its forced command
+    takes the prune's lock shared (flock), the prune takes it exclusive."""
+    offsite, prod, push, state = real
+    push("day-1")
+    lock = offsite.host.config["offsite_writes_lock"]
+    with held(lock, fcntl.LOCK_EX):  # as the prune holds it
+        (prod.data / "day-2").write_text("backup day-2\n")
+        waited = prod("create", "::day-2", ".")
+        assert waited.returncode != 0
+        assert "guarded prune held the repository" in borg.cause(waited.stderr)
+    push("day-2")  # the prune done: pushes go on
+    offsite.host.config["offsite_lock_wait_sec"] = 1
+    offsite.host.write_config()
+    with held(lock, fcntl.LOCK_SH):  # as a push's borg serve holds it
+        busy = offsite("--prune")
+        assert busy.returncode != 0
+        assert "prod's key kept the repository busy" in busy.stderr
+        last = json.loads((state / "last-prune.json").read_text())
+        assert last["result"] == "failed" and "kept the repository busy" in last["error"]
+    assert prod("list", "--short").stdout.split() == ["day-1", "day-2"]
+    done = offsite("--prune")
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_a_key_replaced_through_prods_key_trips_the_guard_and_the_copy_puts_it_back(real):

@@ -33,7 +33,8 @@ CAUSES = (
     ("Could not resolve hostname", "the backup host's name does not resolve"),
     ("Permission denied (publickey", "the backup host refused the key"),
     # borg's own line after any of ssh's above: the least precise, looked for last of them.
-    ("Connection closed by remote host", "the backup host closed the connection"),
+    ("Connection closed by remote host", "the backup host closed the connection (its guarded"
+     " prune held the repository for offsite_lock_wait_sec, or its sshd or borg failed)"),
     ("No space left on device", "a disk is full (the backup host's, or this host's where"
      " borg extracts)"),
     ("Insufficient free space", "the backup host's disk is full"),

@@ -30,7 +30,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from oca_france_host import borg, config, runner
+from oca_france_host import borg, config, runner, state
 
 SEEN = "seen.json"  # the archives the last run left, and when
 KEY_COPY = "repository-key"  # the repository's key as `borg key export` writes it
@@ -224,7 +224,8 @@ def prune(settings: dict) -> int:
     (status and its alerts read it)."""
     when = datetime.now().isoformat(timespec="seconds")
     try:
-        return guarded_prune(settings)
+        with holding_prods_writes(settings):
+            return guarded_prune(settings)
     except GuardTripped as error:
         return tripped(settings, when, error)
     except borg.BorgError as error:
@@ -233,6 +234,20 @@ def prune(settings: dict) -> int:
             {"time": when, "result": "failed", "error": str(error)},
         )
         raise
+
+
+def holding_prods_writes(settings: dict) -> state.Held:
+    """prod's key waits meanwhile (its forced command takes this lock shared, flock): nothing
+    it commits lands between the guard and the compact, nor passes for this host's own."""
+    try:
+        return state.take(
+            settings["offsite_writes_lock"],
+            int(settings["offsite_lock_wait_sec"]),
+            who="odoo-offsite --prune",
+            holders="prod's key: a push, or a recovery reading",
+        )
+    except state.LockBusy as busy:
+        raise borg.BorgError(f"prod's key kept the repository busy: {busy}") from None
 
 
 def record_seen(settings: dict, when: str, archives: dict[str, str]) -> None:

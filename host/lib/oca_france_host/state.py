@@ -102,8 +102,16 @@ def is_held(lock_file: str) -> bool:
         os.close(fd)
 
 
-def take(lock_file: str, wait: float, poll: float = 1.0, say: bool = True, who: str = "") -> Held:
-    """The lock, waiting up to `wait` seconds (saying so, and for whom); raises LockBusy."""
+def take(
+    lock_file: str,
+    wait: float,
+    poll: float = 1.0,
+    say: bool = True,
+    who: str = "",
+    holders: str = "a deploy, a backup or a repair",
+) -> Held:
+    """The lock, waiting up to `wait` seconds (saying so, and for whom); raises LockBusy.
+    `holders`: who may hold it, as the waiting line says."""
     fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     deadline = time.monotonic() + wait
     while True:
@@ -113,13 +121,11 @@ def take(lock_file: str, wait: float, poll: float = 1.0, say: bool = True, who: 
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 os.close(fd)
-                raise LockBusy(
-                    f"{lock_file} still held after {wait:.0f}s (a deploy, backup or repair)"
-                ) from None
+                raise LockBusy(f"{lock_file} still held after {wait:.0f}s ({holders})") from None
             if say:
                 held_by = holder(lock_file)
                 waiting(
-                    f"{lock_file} is held (a deploy, a backup or a repair"
+                    f"{lock_file} is held ({holders}"
                     f"{': ' + held_by if held_by else ''}): waiting up to {wait:.0f}s"
                 )
                 say = False
