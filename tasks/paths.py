@@ -161,6 +161,11 @@ def offsite_writes_lock(data) -> str:
     return f"{offsite_state_dir(data)}/prods-writes.lock"
 
 
+def offsite_compacting_marker(data) -> str:
+    """The backup host: there while its compact runs (or died): prod's key is refused."""
+    return f"{offsite_state_dir(data)}/compacting"
+
+
 def offsite_repository_url(data) -> str:
     """prod's repository as prod reaches it (borg's ssh:// form, an absolute path)."""
     return f"ssh://{data.offsite_user}@{data.offsite_host}:{data.offsite_port}{data.offsite_repository}"

@@ -37,6 +37,7 @@ from tasks.paths import (
     incoming_dir,
     incoming_lock_file,
     odoo_url,
+    offsite_compacting_marker,
     offsite_key_file,
     offsite_known_hosts_file,
     offsite_passphrase_file,
@@ -225,6 +226,7 @@ def backup_host_config(data) -> dict:
         "offsite_passphrase_file": offsite_passphrase_file(data),
         "offsite_state_dir": offsite_state_dir(data),
         "offsite_writes_lock": offsite_writes_lock(data),
+        "offsite_compacting": offsite_compacting_marker(data),
         **checked_retention(data),
         "offsite_max_age_hours": data.offsite_max_age_hours,
         "offsite_lock_wait_sec": data.offsite_lock_wait_sec,
@@ -297,17 +299,18 @@ def offsite_vars(data) -> dict:
 def offsite_forced_command(data) -> list[str]:
     """What prod's key runs on the backup host, whatever it asks: borg serve, appending only,
     to prod's repository only, waiting while the guarded prune runs (it holds the lock
-    exclusive); past offsite_lock_wait_sec the connection closes, and the push tries again."""
+    exclusive; past offsite_lock_wait_sec the connection closes, and the push tries again),
+    refused while a compact is unfinished (one that died: the next prune finishes it)."""
+    serve = ["borg", "serve", "--append-only", "--restrict-to-repository", data.offsite_repository]
+    unless_compacting = f"test ! -e {offsite_compacting_marker(data)} && exec {shlex.join(serve)}"
     return [
         "flock",
         "--shared",
         f"--wait={data.offsite_lock_wait_sec}",
         offsite_writes_lock(data),
-        "borg",
-        "serve",
-        "--append-only",
-        "--restrict-to-repository",
-        data.offsite_repository,
+        "sh",
+        "-c",
+        unless_compacting,
     ]
 
 

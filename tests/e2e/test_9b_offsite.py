@@ -23,6 +23,7 @@ from .conftest import (
 REPOSITORY = "/srv/borg/oca-france-prod"
 PASSPHRASE = "/etc/oca-france/offsite-passphrase"
 WRITES_LOCK = "/var/lib/oca-france/offsite/prods-writes.lock"
+COMPACTING = "/var/lib/oca-france/offsite/compacting"
 PUSH = "odoo-offsite-push.service"
 PRUNE = "odoo-offsite-prune.service"
 MARKER = "offsite-plaintext-marker-5c2f"
@@ -80,8 +81,9 @@ def test_the_backup_host_is_converged(sandbox):
     assert "append_only = 0" in config.content_string  # full access here; prod's key appends
     key = backup.file("/etc/oca-france/authorized_keys/borg").content_string.splitlines()[-1]
     assert key.startswith(
-        f'restrict,command="flock --shared --wait=600 {WRITES_LOCK} borg serve --append-only'
-        f' --restrict-to-repository {REPOSITORY}" '
+        f"restrict,command=\"flock --shared --wait=600 {WRITES_LOCK} sh -c 'test ! -e"
+        f" {COMPACTING} && exec borg serve --append-only --restrict-to-repository"
+        f" {REPOSITORY}'\" "
     )
     assert backup.service("odoo-offsite-prune.timer").is_enabled
     assert backup.service("odoo-offsite-drill.timer").is_enabled

@@ -89,7 +89,8 @@ def backup_host(unit_inventory, tmp_path):
     root = tmp_path / "backup"
     root.mkdir()
     config = moved_config(backup_host_config(data), root)
-    for key in ("offsite_repository", "offsite_state_dir", "offsite_writes_lock"):
+    moved_keys = ("offsite_state_dir", "offsite_writes_lock", "offsite_compacting")
+    for key in ("offsite_repository", *moved_keys):
         config[key] = f"{root}{config[key]}"
     for key in ("offsite_repository", "offsite_state_dir"):
         Path(config[key]).mkdir(parents=True)

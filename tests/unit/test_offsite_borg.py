@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from oca_france_host import borg
 
-from tasks.paths import offsite_writes_lock
+from tasks.paths import offsite_compacting_marker, offsite_writes_lock
 from tasks.render import backup_host_config, offsite_forced_command
 
 from .conftest import (
@@ -45,7 +45,8 @@ def real(unit_inventory, tmp_path, make_host):
     root = tmp_path / "backup"
     root.mkdir()
     config = moved_config(backup_host_config(data), root)
-    for key in ("offsite_repository", "offsite_state_dir", "offsite_writes_lock"):
+    moved_keys = ("offsite_state_dir", "offsite_writes_lock", "offsite_compacting")
+    for key in ("offsite_repository", *moved_keys):
         config[key] = f"{root}{config[key]}"
     Path(config["offsite_state_dir"]).mkdir(parents=True)
     Path(config["offsite_repository"]).parent.mkdir(parents=True)
@@ -69,10 +70,15 @@ def real(unit_inventory, tmp_path, make_host):
     moved = {
         data.offsite_repository: repository,
         offsite_writes_lock(data): config["offsite_writes_lock"],
+        offsite_compacting_marker(data): config["offsite_compacting"],
         f"--wait={data.offsite_lock_wait_sec}": "--wait=2",
     }
-    forced = [moved.get(arg, arg) for arg in offsite_forced_command(data)]
-    assert forced[-1] == repository and "--wait=2" in forced
+    forced = []
+    for arg in offsite_forced_command(data):
+        for rendered, here in moved.items():
+            arg = arg.replace(rendered, here)
+        forced.append(arg)
+    assert forced[-1].endswith(repository) and "--wait=2" in forced
     serve.write_text(f"#!/bin/sh\nexec env HOME={home} {shlex.join(forced)}\n")
     serve.chmod(0o755)
     prod_home = tmp_path / "prod"
@@ -178,6 +184,70 @@ def test_a_delete_right_after_a_prune_rolls_back_to_the_prune_and_keeps_every_ar
         assert extracted.returncode == 0, extracted.stderr
     checked = prod("check", "--verify-data")
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# The backup host's borg, its compact dying once the segments are moved and the old ones
+# deleted, before it writes the index (a power cut, an OOM kill at the worst moment).
+COMPACT_DIES_BEFORE_ITS_INDEX = """#!/usr/bin/python3
+import os, sys
+from borg.archiver import main
+from borg.repository import Repository
+
+if sys.argv[1] == "compact":
+    Repository.write_index = lambda self: os._exit(9)
+sys.exit(main())
+"""
+
+
+def test_a_compact_that_died_keeps_prods_key_out_until_the_next_prune_finishes_it(real, tmp_path):
+    """What a compact moves lives only in its own commits until it is done: a rollback to the
+    prune's transaction would delete it. Until a compact that died is finished, prod's key
+    may write nothing (its forced command refuses) and no rollback runs; the next prune
+    finishes it first, and its transaction is then the rollback's floor."""
+    offsite, prod, push, state = real
+    host = offsite.host
+    host.config.update(
+        offsite_keep_daily=2, offsite_keep_weekly=0, offsite_keep_monthly=0, offsite_lock_wait_sec=5
+    )
+    host.write_config()
+    for name in ("day-1", "day-2", "day-3"):
+        push(name)
+    dying = tmp_path / "dying"
+    dying.mkdir()
+    (dying / "borg").write_text(COMPACT_DIES_BEFORE_ITS_INDEX)
+    (dying / "borg").chmod(0o755)
+    died = host.run(
+        "odoo-offsite",
+        "--prune",
+        CREDENTIALS_DIRECTORY=str(host.root / "credentials"),
+        HOME=str(host.root / "home"),
+        PATH=f"{dying}:{os.environ['PATH']}",
+    )
+    assert died.returncode != 0 and "borg compact failed" in died.stderr, died.stderr
+    assert Path(host.config["offsite_compacting"]).exists()
+    (prod.data / "day-4").write_text("backup day-4\n")
+    assert prod("create", "::day-4", ".").returncode != 0  # kept out
+    own = json.loads((state / "seen.json").read_text())["transaction"]
+    refused = offsite("--rollback", str(own))
+    assert refused.returncode == 2 and "the last compact did not finish" in refused.stderr
+    finished = offsite("--prune")
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert "the last compact did not finish (prod's key kept out since)" in finished.stdout
+    assert not Path(host.config["offsite_compacting"]).exists()
+    push("day-4")
+    assert prod("delete", "::day-3").returncode == 0
+    assert offsite("--prune").returncode == 1  # the guard
+    listed = offsite("--transactions").stdout.splitlines()
+    assert "<- the last this host made" in listed[-3]  # the compact it finished, then prod's
+    assert offsite("--rollback", str(own)).returncode == 2  # never before it
+    rolled = offsite("--rollback", listed[-2].split()[0])  # day-4's push: the delete undone
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert "3 archive(s): day-1, day-3, day-4" in rolled.stdout
+    assert prod.after_rollback().returncode == 0
+    for name in ("day-1", "day-3", "day-4"):  # every chunk read back
+        extracted = prod("extract", "--dry-run", f"::{name}")
+        assert extracted.returncode == 0, extracted.stderr
+    assert prod("check", "--verify-data").returncode == 0
 
 
 def test_an_archive_pushed_then_deleted_between_two_prunes_trips_the_guard(real):

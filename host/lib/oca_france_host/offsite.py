@@ -259,12 +259,28 @@ def record_seen(settings: dict, when: str, archives: dict[str, str]) -> None:
     )
 
 
+def compact(settings: dict, env: dict, when: str, kept: list[dict]) -> None:
+    """borg compact, marked while it runs: what it moves lives only in its own commits until
+    it is done, and a rollback past them would delete it. prod's forced command refuses while
+    the mark is there (a compact that died: a power cut, a kill), so nothing prod writes comes
+    between; the next prune finishes the compact first. Then this host's last transaction is
+    the compact's: the rollback's floor, and `kept` what the next guard expects."""
+    marker = Path(settings["offsite_compacting"])
+    marker.write_text(f"{when}\n")
+    borg.run(["compact"], env)
+    record_seen(settings, when, {a["name"]: a["id"] for a in kept})
+    marker.unlink()
+
+
 def guarded_prune(settings: dict) -> int:
     env = environment(settings)
     started = time.monotonic()
     now = datetime.now()
     when = now.isoformat(timespec="seconds")
     check_key(settings)
+    if Path(settings["offsite_compacting"]).exists():
+        log("the last compact did not finish (prod's key kept out since): finishing it first")
+        compact(settings, env, when, borg.archives(env))
     before = borg.archives(env)
     guard(settings, before, now)
     listed = borg.run(
@@ -289,8 +305,7 @@ def guarded_prune(settings: dict) -> int:
     if others:  # nothing compacted: the log can still roll it back
         raise GuardTripped(f"archive(s) gone during the prune, not by it: {', '.join(others)}")
     pruned = sorted(a["name"] for a in before if a["id"] in ours)
-    borg.run(["compact"], env)
-    record_seen(settings, when, {a["name"]: a["id"] for a in kept})
+    compact(settings, env, when, kept)
     write_json(
         state_file(settings, LAST_PRUNE),
         {
@@ -342,16 +357,12 @@ def segments(settings: dict, after: int) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def objects_deleted_by_prod(settings: dict, own: int) -> dict[int, list[str]]:
-    """The objects each of prod's transactions after `own` deleted, the manifest aside
-    (transaction id -> object ids). A push only adds: new chunks, and the manifest rewritten
-    (a delete of it, then a put). borg serve --append-only also takes a raw delete, or a put
-    over an existing object (the server writes a delete first): such a commit keeps every
-    archive listed while its data goes, for good at the next compact."""
-    logged = {number for number, _ in transactions(settings)}
-    found: dict[int, list[str]] = {}
+def commits(settings: dict, after: int) -> list[tuple[int, list[str]]]:
+    """The transactions committed in the segments after `after`, oldest first: (id, the
+    objects it deleted, the manifest aside). Its id is the segment holding its commit."""
+    found: list[tuple[int, list[str]]] = []
     pending: list[str] = []
-    for number, path in segments(settings, own):
+    for number, path in segments(settings, after):
         with path.open("rb") as segment:
             if segment.read(len(SEGMENT_MAGIC)) != SEGMENT_MAGIC:
                 raise GuardTripped(f"{path}: not a borg segment (a file put there by hand?)")
@@ -366,16 +377,23 @@ def objects_deleted_by_prod(settings: dict, own: int) -> dict[int, list[str]]:
                     if ident != MANIFEST_ID:
                         pending.append(ident.hex())
                     segment.seek(size - ENTRY.size - len(ident), os.SEEK_CUR)
-                elif tag == TAG_COMMIT:
-                    # A commit borg logged is an append-only client's (prod's key); this host's
-                    # own prune and compact are not logged (and come before `own`).
-                    if number in logged and pending:
-                        found[number] = pending
-                    pending = []
-                    segment.seek(size - ENTRY.size, os.SEEK_CUR)
                 else:
                     segment.seek(size - ENTRY.size, os.SEEK_CUR)
+                if tag == TAG_COMMIT:
+                    found.append((number, pending))
+                    pending = []
     return found
+
+
+def objects_deleted_by_prod(settings: dict, own: int) -> dict[int, list[str]]:
+    """The objects each of prod's transactions after `own` deleted, the manifest aside
+    (transaction id -> object ids). A push only adds: new chunks, and the manifest rewritten
+    (a delete of it, then a put). borg serve --append-only also takes a raw delete, or a put
+    over an existing object (the server writes a delete first): such a commit keeps every
+    archive listed while its data goes, for good at the next compact. A commit borg logged is
+    an append-only client's (prod's key); this host's own prune and compact are not logged."""
+    logged = {number for number, _ in transactions(settings)}
+    return {n: deleted for n, deleted in commits(settings, own) if n in logged and deleted}
 
 
 def committed_transaction(settings: dict) -> int | None:
@@ -433,6 +451,13 @@ def rollback(settings: dict, target: int) -> int:
         log(
             f"ERROR: transaction {target} is before {own}, the last this host made (its prune"
             f" compacted what came before): roll back to {own} or later",
+            error=True,
+        )
+        return 2
+    if Path(settings["offsite_compacting"]).exists():
+        log(
+            "ERROR: the last compact did not finish (a rollback could delete what it moved):"
+            " run the prune first (systemctl start odoo-offsite-prune), which finishes it",
             error=True,
         )
         return 2
