@@ -164,9 +164,27 @@ def test_a_failed_compact_is_recorded_and_trips_nothing_the_next_day(backup_host
     backup_host.fake("systemctl", "exit 0")
     status = backup_host.run("odoo-status")
     assert status.returncode == 1 and "the last prune: borg compact failed" in status.stdout
+    # Unfinished: prod's key kept out (its forced command) until the next prune finishes it.
+    assert Path(backup_host.config["offsite_compacting"]).exists()
     # a1, pruned by this host before the compact failed, is not "gone" the next day.
+    before = len(repo.commands())
     again = backup_host.offsite("--prune")
     assert again.returncode == 0, again.stdout + again.stderr
+    assert "the last compact did not finish (prod's key kept out since)" in again.stdout
+    # The compact finished first, then the guard, the prune and its compact.
+    assert repo.commands()[before:] == ["list", "compact", "list", "prune", "list", "compact"]
+    assert not Path(backup_host.config["offsite_compacting"]).exists()
+
+
+def test_an_unreadable_state_file_fails_the_prune_and_says_so(backup_host):
+    backup_host.repository.set(("a1", days_ago(0.2)))
+    state = Path(backup_host.config["offsite_state_dir"])
+    (state / "seen.json").write_text("{ truncated")
+    failed = backup_host.offsite("--prune")
+    assert failed.returncode == 1
+    last = json.loads((state / "last-prune.json").read_text())
+    assert last["result"] == "failed", last
+    assert "compact" not in backup_host.repository.commands()
 
 
 def test_an_archive_gone_behind_its_back_trips_the_guard(backup_host):

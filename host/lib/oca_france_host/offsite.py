@@ -119,6 +119,7 @@ def check_key(settings: dict) -> None:
     try:
         kept = copy.read_text(encoding="utf-8")
     except FileNotFoundError:
+        log(f"no copy of the repository's key yet (a first run): keeping it in {copy}")
         fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(current)
@@ -152,6 +153,8 @@ def guard(settings: dict, archives: list[dict], now: datetime) -> None:
     before the last run or in the future (it would take a real one's place in the retention),
     or when none is fresh."""
     seen = read_json(state_file(settings, SEEN), {})
+    if not seen:
+        log("nothing seen before (a first run, or its state lost): what is there is the baseline")
     known = seen.get("archives") if isinstance(seen.get("archives"), dict) else {}
     present = {(a["name"], a["id"]) for a in archives}
     missing = sorted(name for name, ident in known.items() if (name, ident) not in present)
@@ -228,7 +231,7 @@ def prune(settings: dict) -> int:
             return guarded_prune(settings)
     except GuardTripped as error:
         return tripped(settings, when, error)
-    except borg.BorgError as error:
+    except (borg.BorgError, OSError, ValueError) as error:  # ValueError: a state file unreadable
         write_json(
             state_file(settings, LAST_PRUNE),
             {"time": when, "result": "failed", "error": str(error)},
