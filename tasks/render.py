@@ -53,7 +53,12 @@ from tasks.paths import (
     transfer_key_file,
     transfer_known_hosts_file,
 )
-from tasks.settings import checked_addons_subdirs, checked_retention, checked_seconds
+from tasks.settings import (
+    checked_addons_subdirs,
+    checked_repository_path,
+    checked_retention,
+    checked_seconds,
+)
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -221,7 +226,7 @@ def backup_host_config(data) -> dict:
     """The backup host's /etc/oca-france/host.json: its repository, retention and guard."""
     return {
         "offsite_user": data.offsite_user,
-        "offsite_repository": data.offsite_repository,
+        "offsite_repository": checked_repository_path(data),
         "offsite_credential": OFFSITE_CREDENTIAL,
         "offsite_passphrase_file": offsite_passphrase_file(data),
         "offsite_state_dir": offsite_state_dir(data),
@@ -301,8 +306,15 @@ def offsite_forced_command(data) -> list[str]:
     to prod's repository only, waiting while the guarded prune runs (it holds the lock
     exclusive; past offsite_lock_wait_sec the connection closes, and the push tries again),
     refused while a compact is unfinished (one that died: the next prune finishes it)."""
-    serve = ["borg", "serve", "--append-only", "--restrict-to-repository", data.offsite_repository]
-    unless_compacting = f"test ! -e {offsite_compacting_marker(data)} && exec {shlex.join(serve)}"
+    repository = checked_repository_path(data)
+    serve = ["borg", "serve", "--append-only", "--restrict-to-repository", repository]
+    # No quote inside: the whole line sits in authorized_keys' command="...".
+    unless_compacting = (
+        f"test ! -e {offsite_compacting_marker(data)}"
+        " || { echo refused: a compact on the backup host did not finish, its next prune"
+        " finishes it >&2; exit 1; }; "
+        f"exec {shlex.join(serve)}"
+    )
     return [
         "flock",
         "--shared",

@@ -80,6 +80,18 @@ def checked_retention(data) -> dict[str, int]:
     return kept
 
 
+def checked_repository_path(data) -> str:
+    """The off-site repository's path, refused unless plain (it is written into prod's key's
+    forced command, inside authorized_keys' quotes, and read by a shell)."""
+    path = data.offsite_repository
+    if not isinstance(path, str) or not re.fullmatch(r"/[A-Za-z0-9._/-]+", path) or ".." in path:
+        raise DeployError(
+            f"offsite_repository must be an absolute path of letters, digits, '.', '_', '-'"
+            f" and '/', not {path!r}"
+        )
+    return path
+
+
 ZONE_NAME = r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*"  # a tz database name: nothing a shell reads
 
 

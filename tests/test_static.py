@@ -273,6 +273,14 @@ def test_the_off_site_retention_keeps_at_least_7_daily_4_weekly_3_monthly(invent
                 render(With(data, **{key: bad}), "host.json.j2")
 
 
+def test_the_off_site_repository_path_is_plain(inventory):
+    """It goes into prod's key's forced command: inside authorized_keys' quotes, read by sh."""
+    data = release_data(inventory, "oca-france-backup", "debian-13")
+    for bad in ('/srv/borg/a"b', "/srv/borg/a b", "srv/borg", "/srv/borg/../etc", "/srv/$(id)"):
+        with pytest.raises(DeployError, match="offsite_repository must be an absolute path"):
+            render(With(data, offsite_repository=bad), "host.json.j2")
+
+
 def test_the_time_zone_is_one_the_tz_database_knows(host_data):
     assert checked_timezone(host_data) == "Europe/Paris"
     for bad in ("Europe/Pariss", "Paris", "../../etc/passwd", "Europe/Paris; reboot", "", None):

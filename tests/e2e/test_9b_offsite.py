@@ -82,8 +82,9 @@ def test_the_backup_host_is_converged(sandbox):
     key = backup.file("/etc/oca-france/authorized_keys/borg").content_string.splitlines()[-1]
     assert key.startswith(
         f"restrict,command=\"flock --shared --wait=600 {WRITES_LOCK} sh -c 'test ! -e"
-        f" {COMPACTING} && exec borg serve --append-only --restrict-to-repository"
-        f" {REPOSITORY}'\" "
+        f" {COMPACTING} || {{ echo refused: a compact on the backup host did not finish, its"
+        " next prune finishes it >&2; exit 1; }; exec borg serve --append-only"
+        f" --restrict-to-repository {REPOSITORY}'\" "
     )
     assert backup.service("odoo-offsite-prune.timer").is_enabled
     assert backup.service("odoo-offsite-drill.timer").is_enabled

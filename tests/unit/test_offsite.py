@@ -45,6 +45,13 @@ elif command == "create":
 elif command == "export-tar":  # the archive's files, from FAKE_EXTRACT_FROM/<name>/, a tar
     import tarfile
     name = sys.argv[-2].removeprefix("::")
+    if os.environ.get("FAKE_KILLED_MIDWAY"):  # half a member, then the OOM killer
+        import io, signal
+        half = tarfile.TarInfo("dump.pgdump")
+        half.size = 1 << 20
+        sys.stdout.buffer.write(half.tobuf() + bytes(4096))
+        sys.stdout.buffer.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
     with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as tar:
         tar.add(os.path.join(os.environ["FAKE_EXTRACT_FROM"], name), arcname=".")
 elif command == "prune":
@@ -424,6 +431,16 @@ def test_recover_refuses_an_archive_not_there_or_not_as_its_manifest_says(prod_h
     assert prod_host.repository.calls()[-1]["argv"][-2] == f"::{bad.name}"
     assert not [call for call in prod_host.logged() if call.startswith(("systemctl", "git"))]
     assert recover("--bogus").returncode == 1
+    killed = prod_host.run(
+        "odoo-offsite-recover",
+        good.name,
+        FAKE_REPO=str(prod_host.repository.path),
+        FAKE_EXTRACT_FROM=str(pushed),
+        FAKE_KILLED_MIDWAY="1",
+    )
+    assert killed.returncode != 0 and "Traceback" not in killed.stderr, killed.stderr
+    assert "borg export-tar failed" in killed.stderr and "killed by signal 9" in killed.stderr
+    assert "the service and its data are as they were" in killed.stderr
     # A host rebuilt from bare whose timer already pushed its fresh database: never that one
     # by default.
     prod_host.path("offsite_push_state_file").write_text(json.dumps({"pushed": [bad.name]}))

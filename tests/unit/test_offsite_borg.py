@@ -250,6 +250,20 @@ def test_a_compact_that_died_keeps_prods_key_out_until_the_next_prune_finishes_i
     assert prod("check", "--verify-data").returncode == 0
 
 
+def test_an_unfinished_segment_after_the_last_commit_trips_nothing(real):
+    """A push cut by a power cut may leave an empty or half-written segment after the last
+    commit: borg ignores it, and so does the guard; one a commit follows is damage."""
+    offsite, prod, push, state = real
+    push("day-1")
+    assert offsite("--prune").returncode == 0
+    push("day-2")
+    data = Path(offsite.host.config["offsite_repository"], "data", "0")
+    last = max(int(p.name) for p in data.iterdir())
+    (data / str(last + 1)).write_bytes(b"")
+    passed = offsite("--prune")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+
+
 def test_an_archive_pushed_then_deleted_between_two_prunes_trips_the_guard(real):
     """Never seen by the guard, yet gone: prod's log says a transaction added no archive."""
     offsite, prod, push, state = real

@@ -9,6 +9,7 @@ import json
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -34,7 +35,8 @@ CAUSES = (
     ("Permission denied (publickey", "the backup host refused the key"),
     # borg's own line after any of ssh's above: the least precise, looked for last of them.
     ("Connection closed by remote host", "the backup host closed the connection (its guarded"
-     " prune held the repository for offsite_lock_wait_sec, or its sshd or borg failed)"),
+     " prune held the repository for offsite_lock_wait_sec; a compact there did not finish:"
+     " systemctl start odoo-offsite-prune there finishes it; or its sshd or borg failed)"),
     ("No space left on device", "a disk is full (the backup host's, or this host's where"
      " borg extracts)"),
     ("Insufficient free space", "the backup host's disk is full"),
@@ -134,7 +136,10 @@ def extract(env: dict, archive: str, target: Path) -> None:
         with runner.reading(export, env=env, cut=(tarfile.TarError, EOFError)) as tar:
             unpack(tar, target)
     except runner.Failed as failed:
-        raise failure("export-tar", failed.output, env) from None
+        ended = f"killed by signal {-failed.status}" if failed.status < 0 else ""
+        raise failure("export-tar", failed.output or ended, env) from None
+    except (tarfile.TarError, EOFError) as cut:  # borg ended well, its stream did not
+        raise BorgError(f"borg export-tar: its stream ended short ({cut})") from None
 
 
 def inside(name: str) -> tuple[str, ...]:
@@ -150,9 +155,9 @@ def unpack(stream, target: Path) -> None:
     """A tar stream's directories and regular files (and hard links between them) under
     TARGET, each path checked to stay inside; anything else refused (UnsafeArchive). No link
     is ever made that a later path could pass through."""
-    written: set[tuple[str, ...]] = set()
     with tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
+            tar.members = []  # a stream's members are never looked up: not kept (memory)
             parts = inside(member.name)
             if member.isdir():
                 target.joinpath(*parts).mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -161,14 +166,14 @@ def unpack(stream, target: Path) -> None:
                 raise UnsafeArchive(f"{member.name!r}: a file in the extract's own place")
             path = target.joinpath(*parts)
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if member.islnk() and inside(member.linkname) in written:
-                os.link(target.joinpath(*inside(member.linkname)), path, follow_symlinks=False)
+            source = target.joinpath(*inside(member.linkname)) if member.islnk() else None
+            if source is not None and stat.S_ISREG(os.lstat(source).st_mode):  # written here
+                os.link(source, path, follow_symlinks=False)
             elif member.isreg():
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                 with os.fdopen(os.open(path, flags, member.mode & 0o755), "wb") as out:
                     shutil.copyfileobj(tar.extractfile(member), out, 1 << 20)
                 os.utime(path, (member.mtime, member.mtime))
-                written.add(parts)
             else:
                 kind = "symbolic link" if member.issym() else "link, device or fifo"
                 raise UnsafeArchive(

@@ -81,10 +81,15 @@ def write_json(path: Path, value) -> None:
 
 
 def read_json(path: Path, default):
+    """A state file's content, `default` when there is none; ValueError when it is not JSON
+    of the default's type."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default
+    if not isinstance(value, type(default)):
+        raise ValueError(f"{path}: not what this program writes there")
+    return value
 
 
 def init(settings: dict) -> int:
@@ -246,7 +251,7 @@ def holding_prods_writes(settings: dict) -> state.Held:
         return state.take(
             settings["offsite_writes_lock"],
             int(settings["offsite_lock_wait_sec"]),
-            who="odoo-offsite --prune",
+            who=f"odoo-offsite {' '.join(sys.argv[1:2])}",
             holders="prod's key: a push, or a recovery reading",
         )
     except state.LockBusy as busy:
@@ -269,7 +274,15 @@ def compact(settings: dict, env: dict, when: str, kept: list[dict]) -> None:
     between; the next prune finishes the compact first. Then this host's last transaction is
     the compact's: the rollback's floor, and `kept` what the next guard expects."""
     marker = Path(settings["offsite_compacting"])
-    marker.write_text(f"{when}\n")
+    with marker.open("w", encoding="utf-8") as mark:  # on disk before the compact starts
+        mark.write(f"{when}\n")
+        mark.flush()
+        os.fsync(mark.fileno())
+    directory = os.open(marker.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
     borg.run(["compact"], env)
     record_seen(settings, when, {a["name"]: a["id"] for a in kept})
     marker.unlink()
@@ -365,16 +378,19 @@ def commits(settings: dict, after: int) -> list[tuple[int, list[str]]]:
     objects it deleted, the manifest aside). Its id is the segment holding its commit."""
     found: list[tuple[int, list[str]]] = []
     pending: list[str] = []
+    damage = ""  # what follows the last commit may be an unfinished write, as borg sees it
     for number, path in segments(settings, after):
         with path.open("rb") as segment:
             if segment.read(len(SEGMENT_MAGIC)) != SEGMENT_MAGIC:
-                raise GuardTripped(f"{path}: not a borg segment (a file put there by hand?)")
+                damage = damage or f"{path}: not a borg segment (a file put there by hand?)"
+                continue
             while header := segment.read(ENTRY.size):
                 if len(header) < ENTRY.size:
                     break  # an unfinished write: never committed
                 _, size, tag = ENTRY.unpack(header)
                 if size < ENTRY.size:
-                    raise GuardTripped(f"{path}: a damaged segment (an entry of {size} bytes)")
+                    damage = damage or f"{path}: a damaged segment (an entry of {size} bytes)"
+                    break
                 if tag == TAG_DELETE:
                     ident = segment.read(32)
                     if ident != MANIFEST_ID:
@@ -383,6 +399,8 @@ def commits(settings: dict, after: int) -> list[tuple[int, list[str]]]:
                 else:
                     segment.seek(size - ENTRY.size, os.SEEK_CUR)
                 if tag == TAG_COMMIT:
+                    if damage:  # committed after it: not an unfinished write
+                        raise GuardTripped(damage)
                     found.append((number, pending))
                     pending = []
     return found
@@ -393,10 +411,10 @@ def objects_deleted_by_prod(settings: dict, own: int) -> dict[int, list[str]]:
     (transaction id -> object ids). A push only adds: new chunks, and the manifest rewritten
     (a delete of it, then a put). borg serve --append-only also takes a raw delete, or a put
     over an existing object (the server writes a delete first): such a commit keeps every
-    archive listed while its data goes, for good at the next compact. A commit borg logged is
-    an append-only client's (prod's key); this host's own prune and compact are not logged."""
-    logged = {number for number, _ in transactions(settings)}
-    return {n: deleted for n, deleted in commits(settings, own) if n in logged and deleted}
+    archive listed while its data goes, for good at the next compact. Every commit after
+    `own` is prod's when the guard runs: this host's prune comes after it, and a compact that
+    died is finished (and recorded) before it."""
+    return {n: deleted for n, deleted in commits(settings, own) if deleted}
 
 
 def committed_transaction(settings: dict) -> int | None:
@@ -442,6 +460,12 @@ def numbered(directory: Path, prefix: str = "") -> list[tuple[int, Path]]:
 
 
 def rollback(settings: dict, target: int) -> int:
+    """Drop the transactions after `target` (prod's key kept out meanwhile, as for a prune)."""
+    with holding_prods_writes(settings):
+        return rolled_back(settings, target)
+
+
+def rolled_back(settings: dict, target: int) -> int:
     """Drop the transactions after `target`: its segments, and the index, hints and integrity
     files borg then rebuilds by replaying the segments left (borg's append-only recovery)."""
     repository = Path(settings["offsite_repository"])

@@ -118,7 +118,7 @@ def reading(
                 process.kill()
                 process.wait()
                 raise error from None
-            if isinstance(error, cut) and status > 0:
+            if isinstance(error, cut) and status != 0:
                 raise failed(status) from error
             raise
         finally:
