@@ -107,7 +107,7 @@ test: setup ## All tests: static checks, unit tests, then the end-to-end suite o
 	$(DEPS) test
 	$(UV) run --locked pytest -v --durations=30
 
-sandbox: setup ## Boot the local sandbox containers (root) and apply deploy.py to both
+sandbox: setup ## Boot the local sandbox containers (root) and apply deploy.py to each
 	$(DEPS) sandbox
 	$(SANDBOX) up
 	set -a && source $(SANDBOX_ENV) && set +a && \
