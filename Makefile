@@ -41,12 +41,17 @@ setup: ## Install the system packages, uv (if missing) and the locked Python dep
 apply-recette: setup ## Apply the configuration to recette
 	$(PYINFRA) -y $(DEPLOY) --limit recette $(PYINFRA_ARGS)
 
-apply-prod: setup ## Apply the configuration to prod (asks first; YES=1 skips the question)
+# RECOVERING=1: an apply for a recovery (README, Recovery from bare): the service and the timers
+# acting on its data left off until make recover-prod has put the data in place.
+apply-prod: setup ## Apply the configuration to prod (asks first; YES=1 skips the question; RECOVERING=1 before recover-prod)
+	@if [[ -n "$${RECOVERING:-}" && "$${RECOVERING}" != 1 ]]; then \
+		echo "RECOVERING is 1 (an apply for a recovery) or unset, not '$${RECOVERING}': nothing done"; exit 1; \
+	fi
 	@if [[ "$${YES:-}" != 1 ]]; then \
 		read -r -p "Apply to PRODUCTION (oca-france-prod)? Type 'yes': " answer; \
 		[[ "$$answer" == yes ]] || { echo "Aborted."; exit 1; }; \
 	fi
-	$(PYINFRA) -y $(DEPLOY) --limit prod $(PYINFRA_ARGS)
+	$(PYINFRA) -y $(DEPLOY) --limit prod $(if $(RECOVERING),--data recovering=true) $(PYINFRA_ARGS)
 
 apply-backup: setup ## Apply the configuration to the off-site backup host
 	$(PYINFRA) -y $(DEPLOY) --limit backup $(PYINFRA_ARGS)
@@ -57,8 +62,9 @@ diff-recette: setup ## Dry run on recette: show what would change (changes nothi
 diff-prod: setup ## Dry run on prod: show what would change (changes nothing)
 	$(PYINFRA) --dry --diff $(DEPLOY) --limit prod $(PYINFRA_ARGS)
 
-# Rebuilding prod from the backup host (README, Recovery from bare): after `make apply-prod`
-# on the new host, the archive restored through the deploy (--recover).
+# Rebuilding prod from the backup host (README, Recovery from bare): after `make apply-prod
+# RECOVERING=1` on the new host, the archive restored through the deploy (--recover), which
+# starts the service; then the closing apply turns on what RECOVERING left off.
 recover-prod: setup ## Restore prod's data from the backup host: ARCHIVE=<name> (default: the newest); asks first
 	@if [[ ! "$${ARCHIVE:-}" =~ ^[A-Za-z0-9._-]*$$ ]]; then \
 		echo "ARCHIVE must be an archive's name (letters, digits, . _ -): nothing done"; exit 1; \
@@ -69,6 +75,8 @@ recover-prod: setup ## Restore prod's data from the backup host: ARCHIVE=<name> 
 	fi
 	$(PYINFRA) -y inventory.py --limit prod exec --sudo --sudo-user odoo $(PYINFRA_ARGS) -- \
 		/opt/oca-france/bin/odoo-offsite-recover $${ARCHIVE:-}
+	@echo "Recovered: the closing apply enables the service and the backup and check timers"
+	$(PYINFRA) -y $(DEPLOY) --limit prod $(PYINFRA_ARGS)
 
 # make status prints the hosts' own lines only: a host that did not answer gets one line
 # saying why (pyinfra's own), and any flag makes it exit 1.

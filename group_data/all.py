@@ -219,6 +219,10 @@ offsite_drill_calendar = "Sun *-*-* 13:00:00"  # weekly, after that day's prune
 offsite_drill_dir = "/var/lib/oca-france/drill"  # the scratch directory (a backup's size free)
 offsite_drill_verify_data_days = 28  # borg check --verify-data (reads every chunk) this often
 offsite_drill_max_age_days = 8  # make status flags a drill older than this (or failed)
+# An apply for a recovery from the backup host (make apply-prod RECOVERING=1, on a bare host,
+# before make recover-prod): never set here. It installs everything but leaves the service and
+# the backup and check timers as they are (off on a bare host) until the recovered data runs.
+recovering = False
 
 # --- Alerts (tasks/alerts.py): a failed unit, a full disk, an old backup, told to the
 # operators through each channel set here (none by default: the journal only)

@@ -6,7 +6,7 @@ from pyinfra.operations import apt, files, systemd
 from pyinfra.operations.util import any_changed
 
 from tasks.paths import alert_msmtp_config, alert_webhook_file
-from tasks.util import host_data, install_template
+from tasks.util import enable_and_start, host_data, install_template
 
 data = host_data()
 
@@ -50,9 +50,4 @@ if not data.backup_host:  # Odoo's hosts: PostgreSQL's failures too
 
 systemd.daemon_reload(name="Reload systemd (the alerts' units changed)", _if=any_changed(*units))
 
-systemd.service(
-    name="Enable and start odoo-check.timer (disks and backups' ages, every 15 minutes)",
-    service="odoo-check.timer",
-    running=True,
-    enabled=True,
-)
+enable_and_start("odoo-check.timer", "disks and backups' ages, every 15 minutes")

@@ -4,7 +4,7 @@ one sent to recette with a key used for nothing else, to recette's pinned host k
 from pyinfra.operations import apt, files, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.util import host_data, install_template
+from tasks.util import enable_and_start, host_data, install_template
 
 data = host_data()
 
@@ -55,9 +55,4 @@ systemd.daemon_reload(
     _if=any_changed(*units),
 )
 
-systemd.service(
-    name="Enable and start odoo-backup.timer",
-    service="odoo-backup.timer",
-    running=True,
-    enabled=True,
-)
+enable_and_start("odoo-backup.timer", "")

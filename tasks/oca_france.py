@@ -23,6 +23,7 @@ from tasks.settings import checked_addons_subdirs
 from tasks.util import (
     command_succeeds,
     database_exists,
+    enable_and_start,
     hold_instance_lock,
     host_data,
     install_template,
@@ -193,12 +194,7 @@ systemd.service(
     _if=any_changed(odoorc, unit),
 )
 
-systemd.service(
-    name=f"Enable and start {data.oca_france_service}",
-    service=data.oca_france_service,
-    running=True,
-    enabled=True,
-)
+enable_and_start(data.oca_france_service, "")
 
 repair_units = [
     install_template(name=f"Install {unit}", template=f"{unit}.j2") for unit in REPAIR_UNITS

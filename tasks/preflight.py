@@ -6,7 +6,12 @@ from pyinfra.api.exceptions import DeployError
 
 from tasks.paths import deploy_lock_file, host_program
 from tasks.render import rendered_files
-from tasks.settings import checked_calendar_times, checked_timezone, wkhtmltopdf_source
+from tasks.settings import (
+    checked_calendar_times,
+    checked_recovering,
+    checked_timezone,
+    wkhtmltopdf_source,
+)
 from tasks.util import InstanceActivity, host_data
 
 data = host_data()  # raises for a release group_data/all.py does not list
@@ -16,6 +21,7 @@ if not data.backup_host:
     wkhtmltopdf_source(data)
 checked_timezone(data)
 checked_calendar_times(data)  # in that zone: never at a time a change of time skips
+checked_recovering(data)
 rendered_files(data)  # every template's variables, addons paths checked among them
 
 if not data.backup_host:  # the backup host runs no instance

@@ -92,6 +92,18 @@ def checked_repository_path(data) -> str:
     return path
 
 
+def checked_recovering(data) -> bool:
+    """An apply for a recovery (RECOVERING=1) only where a backup host holds the data."""
+    if data.recovering not in (True, False):
+        raise DeployError(f"recovering must be true or false, not {data.recovering!r}")
+    if data.recovering and (data.backup_host or not data.offsite_enabled):
+        raise DeployError(
+            "RECOVERING=1 holds the service for a recovery from the backup host: only on a"
+            " host that pushes to one (offsite_enabled, prod); nothing done"
+        )
+    return data.recovering
+
+
 ZONE_NAME = r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*"  # a tz database name: nothing a shell reads
 
 

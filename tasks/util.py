@@ -20,7 +20,7 @@ from pyinfra.api.exceptions import OperationError
 from pyinfra.api.util import get_template
 from pyinfra.facts.files import File, Sha1File
 from pyinfra.facts.server import Command, LinuxDistribution
-from pyinfra.operations import files
+from pyinfra.operations import files, systemd
 from pyinfra.operations.util import files as file_utils
 
 from tasks.render import rendered_files, template_path
@@ -131,6 +131,27 @@ SSH_SESSION_PID = (
 def as_login_sudo() -> dict:
     """How a raw command of an operation runs: through sudo when the login is not root."""
     return {"_sudo": getattr(host.data, "_sudo", False)}
+
+
+def enable_and_start(service: str, what: str) -> None:
+    """Enable and start a unit that serves or acts on the instance's data (the service, the
+    backup and check timers). An apply for a recovery (make apply-prod RECOVERING=1) leaves
+    them as they are, off on a bare host: make recover-prod starts the service once the
+    recovered data runs, and its closing apply (without RECOVERING) turns them on."""
+    if host_data().recovering:
+        systemd.service(
+            name=f"Leave {service} as it is until the recovery is done (RECOVERING)",
+            service=service,
+            running=None,
+            enabled=None,
+        )
+        return
+    systemd.service(
+        name=f"Enable and start {service}{f' ({what})' if what else ''}",
+        service=service,
+        running=True,
+        enabled=True,
+    )
 
 
 @operation()

@@ -37,6 +37,7 @@ from tasks.settings import (
     RETENTION_MINIMUMS,
     ReleaseData,
     checked_calendar_times,
+    checked_recovering,
     checked_timezone,
     wkhtmltopdf_source,
 )
@@ -279,6 +280,18 @@ def test_the_off_site_repository_path_is_plain(inventory):
     for bad in ('/srv/borg/a"b', "/srv/borg/a b", "srv/borg", "/srv/borg/../etc", "/srv/$(id)"):
         with pytest.raises(DeployError, match="offsite_repository must be an absolute path"):
             render(With(data, offsite_repository=bad), "host.json.j2")
+
+
+def test_an_apply_for_a_recovery_only_where_a_backup_host_holds_the_data(inventory):
+    """RECOVERING=1 (make apply-prod) holds the service for make recover-prod: prod only."""
+    prod = release_data(inventory, "oca-france-prod", "debian-12")
+    assert checked_recovering(prod) is False  # group_data's default
+    assert checked_recovering(With(prod, recovering=True)) is True
+    for name, release in (("oca-france-recette", "debian-12"), ("oca-france-backup", "debian-13")):
+        with pytest.raises(DeployError, match="only on a host that pushes to one"):
+            checked_recovering(With(release_data(inventory, name, release), recovering=True))
+    with pytest.raises(DeployError, match="recovering must be true or false"):
+        checked_recovering(With(prod, recovering="yes"))
 
 
 def test_the_time_zone_is_one_the_tz_database_knows(host_data):

@@ -17,6 +17,7 @@ from .conftest import (
     BACKUP_HOST,
     BACKUPS,
     DB,
+    GROUP_DATA,
     PROD,
     SANDBOX_SCRIPT,
     changed_operations,
@@ -29,6 +30,7 @@ from .conftest import (
 )
 from .test_9b_offsite import PRUNE, archives, drill, push_after_backup
 
+SERVICE = "odoo-oca-france.service"
 MARKER = b"recovered from the backup host, byte for byte\n"
 
 
@@ -69,26 +71,39 @@ def test_prod_rebuilt_from_bare_serves_the_backup_hosts_archive(sandbox, prod, r
         ["bash", str(SANDBOX_SCRIPT), "rebuild", PROD, "trixie"], check=True, timeout=600
     )
     assert not prod.file(BACKUPS).exists  # a bare host: nothing of the old one
-    applied = sandbox.apply("--limit", "prod")
+    group_data = " ".join(GROUP_DATA)
+    applied = sandbox.make("apply-prod", YES="1", RECOVERING="1", PYINFRA_ARGS=group_data)
     assert applied.returncode == 0, applied.stdout[-5000:] + applied.stderr[-5000:]
     assert changed_operations(applied.stdout + applied.stderr) > 0
+    # Installed, but nothing serves or acts on the fresh database until the data is in place.
+    held = [SERVICE, "odoo-backup.timer", "odoo-check.timer"]
+    for unit in held:
+        assert not prod.service(unit).is_running and not prod.service(unit).is_enabled, unit
     # A name the backup host does not have: refused, nothing touched.
-    missing = sandbox.make("recover-prod", YES="1", ARCHIVE=f"{DB[PROD]}-20200101T000000")
+    missing = sandbox.make(
+        "recover-prod",
+        YES="1",
+        ARCHIVE=f"{DB[PROD]}-20200101T000000",
+        PYINFRA_ARGS=group_data,
+    )
     assert missing.returncode != 0
     assert f"no archive '{DB[PROD]}-20200101T000000' on the backup host" in (
         missing.stdout + missing.stderr
     )
-    recovered = sandbox.make("recover-prod", YES="1")  # the newest
+    assert not prod.service(SERVICE).is_running
+    recovered = sandbox.make("recover-prod", YES="1", PYINFRA_ARGS=group_data)  # the newest
     took = time.monotonic() - started
     assert recovered.returncode == 0, recovered.stdout[-5000:] + recovered.stderr[-5000:]
     assert f"recovered {archive}" in recovered.stdout + recovered.stderr
-    print(f"recovery from bare: {took:.0f} s (rebuild, apply, recover)")
+    print(f"recovery from bare: {took:.0f} s (rebuild, apply, recover, closing apply)")
+    # The closing apply turned on what the apply for the recovery left off.
+    for unit in held:
+        assert prod.service(unit).is_running and prod.service(unit).is_enabled, unit
 
     sandbox.wait_healthy(PROD)
     assert served(sandbox, attachment) == MARKER
     assert psql(prod, DB[PROD], "SELECT count(*) FROM res_partner") == partners
     assert head(prod) == manifest["commit"]
-    assert prod.service("odoo-oca-france.service").is_running
     # Production, as it was: not neutralized.
     assert config_parameter(prod, DB[PROD], "database.is_neutralized") in ("", "false", "False")
     assert prod.check_output("ls -A /home/odoo/.odoo_dumps/recovery 2>/dev/null || true") == ""

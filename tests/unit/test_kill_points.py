@@ -312,3 +312,45 @@ def test_a_recovery_that_fails_after_the_stop_rolls_back_to_what_ran(deployed, t
     assert git("rev-parse", "HEAD", cwd=deployed.path("oca_france_dir")) == before
     assert (dbs / deployed.config["odoo_db_name"]).read_text() == "live\n"  # the snapshot's
     assert history(deployed)[-1]["result"] != "deployed"
+
+
+def test_a_recovery_onto_a_held_host_that_fails_leaves_the_service_stopped(deployed, tmp_path):
+    """make apply-prod RECOVERING=1 left the service stopped on the bare host: a recovery
+    that fails puts the fresh database back and leaves it stopped (never serving the database
+    the recovery was to replace); one that succeeds starts it."""
+    from .conftest import edit_manifest, fake_pg_restore, write_backup
+
+    commit = deployable(deployed)
+    fake_pg_restore(deployed)
+    dbs = deployed.dbs
+    deployed.fake(
+        "createdb",
+        f'if [[ $1 == --template=* ]]; then cp "{dbs}/${{1#--template=}}" "{dbs}/${{@: -1}}";'
+        f' else echo recovered > "{dbs}/${{@: -1}}"; fi',
+    )
+    active = tmp_path / "active"  # the service's state, as systemctl keeps it
+    deployed.fake(
+        "systemctl",
+        f'case "$1" in is-active) [[ -e {active} ]] ;; start) touch {active} ;;'
+        f" stop) rm -f {active} ;; esac",
+    )
+    deployed.fake("click-odoo-update", 'echo "a module fails to load" >&2; exit 1')
+    deployed.config.update(
+        deploy_restore_allowed=False, offsite_repository_url="ssh://borg@backup.test/srv/borg/p"
+    )
+    deployed.write_config()
+    backup = write_backup(tmp_path, "oca-france-production-20261203T011500")
+    edit_manifest(backup, commit=commit)
+
+    failed = deployed.run("deploy", "--recover", str(backup))
+    assert failed.returncode == 5, failed.stdout + failed.stderr
+    assert "odoo-oca-france.service stays stopped, as before the recovery" in failed.stdout
+    assert not active.exists()
+    assert not any(call.startswith("systemctl start") for call in deployed.logged())
+    assert (dbs / deployed.config["odoo_db_name"]).read_text() == "live\n"  # the fresh one
+
+    deployed.fake("click-odoo-update", "exit 0")
+    result = deployed.run("deploy", "--recover", str(backup))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert active.exists()
+    assert (dbs / deployed.config["odoo_db_name"]).read_text() == "recovered\n"

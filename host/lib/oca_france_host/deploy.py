@@ -387,6 +387,12 @@ class Deploy(Steps):
             )
         # UTC: snapshot names sort by time all year.
         self.snapshot = f"{self.db}-snap-{datetime.utcnow():%Y%m%dT%H%M%S}"
+        # Stopped before a recovery: a host held for it (kept_stopped).
+        keep_stopped = bool(self.args.recover) and not runner.succeeds(
+            ["systemctl", "is-active", "--quiet", self.service]
+        )
+        if keep_stopped:
+            self.log(f"{self.service} is stopped: it starts only once the recovered data runs")
         self.set_state(
             step="preflight",
             started=self.started,
@@ -396,6 +402,7 @@ class Deploy(Steps):
             to=self.commit,
             restore=str(self.args.restore or bool(self.args.recover)).lower(),
             snapshot=self.snapshot,
+            keep_stopped=str(keep_stopped).lower(),
             log=self.log_file,
             pid=os.getpid(),
         )
@@ -471,7 +478,7 @@ class Deploy(Steps):
         # The previous release, untouched, started again (the guard lets it pass; a repair
         # knows there is nothing to put back).
         self.set_state(step="restarting")
-        if not self.start_service():
+        if not self.start_again():
             # Exit 4 says the previous release runs: here it does not.
             self.record_deploy("broken", failed_step, reason)
             self.warn(
@@ -480,8 +487,12 @@ class Deploy(Steps):
             )
             raise Exit(EXIT_BROKEN)
         self.record_deploy("failed", failed_step, reason)
+        self.log(
+            "the previous release is in place, stopped as before the recovery"
+            if self.kept_stopped()
+            else "the previous release is up again"
+        )
         self.clear_state()
-        self.log("the previous release is up again")
         raise Exit(EXIT_BACKUP)
 
     def release_failed(self, error: Exception):
@@ -501,8 +512,15 @@ class Deploy(Steps):
             )
             raise Exit(EXIT_BROKEN) from None
         self.record_deploy("rolled back", failed_step, reason)
+        self.log(
+            f"rolled back to {self.previous}: "
+            + (
+                f"{self.service} stays stopped, as before the recovery"
+                if self.kept_stopped()
+                else "the site is up on the previous release"
+            )
+        )
         self.clear_state()
-        self.log(f"rolled back to {self.previous}: the site is up on the previous release")
         raise Exit(EXIT_ROLLED_BACK)
 
     # --- The other modes

@@ -285,6 +285,20 @@ class Steps:
             return False
         return self.wait_until_healthy()
 
+    def kept_stopped(self) -> bool:
+        """A recovery onto a host held for it (make apply-prod RECOVERING=1: the service never
+        started there): a failure leaves the service stopped, never serving the fresh database
+        the recovery was to replace."""
+        return self.state.get("keep_stopped") == "true"
+
+    def start_again(self) -> bool:
+        """After a failure, the release that ran started again (unless kept_stopped)."""
+        if self.kept_stopped():
+            self.log(f"{self.service} stays stopped, as it was before the recovery")
+            return True
+        self.log(f"starting {self.service}")
+        return self.start_service()
+
     def wait_until_healthy(self) -> bool:
         deadline = time.monotonic() + int(self.c["odoo_start_timeout"])
         errors = 0
@@ -462,8 +476,7 @@ class Steps:
         self.restore_snapshot(snapshot)
         if boot:
             return
-        self.log(f"starting {self.service}")
-        if not self.start_service():
+        if not self.start_again():
             raise StepFailed("start")
 
     def repair(self, boot: bool = False) -> bool:
@@ -489,7 +502,7 @@ class Steps:
                 self.drop_snapshot(s.get("snapshot", ""))
                 what = "the previous release was still in place"
                 self.set_state(step="restarting")  # the service's guard lets this start pass
-                if not boot and not self.start_service():
+                if not boot and not self.start_again():
                     result = "broken"
             elif step == "healthy":
                 what = "the new release had started healthy: recorded as deployed"
