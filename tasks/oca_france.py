@@ -190,6 +190,7 @@ systemd.daemon_reload(
 systemd.service(
     name=f"Restart {data.oca_france_service} (its config or unit changed)",
     service=data.oca_france_service,
+    running=None,  # restarted if it runs; never started here (enable_and_start's rule)
     restarted=True,
     _if=any_changed(odoorc, unit),
 )
