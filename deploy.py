@@ -19,6 +19,7 @@ if host.data.backup_host:  # the off-site backup host: borg and its guarded prun
 else:
     local.include("tasks/odoo_base.py")
     local.include("tasks/oca_france.py")
+    local.include("tasks/front_door.py")  # once Odoo left its port for loopback
 
     if host.data.recette_automation:
         local.include("tasks/recette_automation.py")

@@ -93,15 +93,17 @@ odoo_init_modules = ["oca_france_all"]  # modules installed when the database is
 # Extra addons paths, relative to the checkout; each must exist. None by default: the app's
 # addons are installed into its venv and Odoo finds them in the odoo.addons namespace.
 odoo_addons_subdirs = []
-odoo_http_interface = "0.0.0.0"  # the LXD host's reverse proxy reaches it over the bridge
-odoo_http_port = 8069  # HTTP port of the server
+# Odoo on loopback only: everything else reaches it through the front door (front_port).
+odoo_http_interface = "127.0.0.1"  # where Odoo's HTTP and websocket (gevent) ports listen
+odoo_http_port = 18069  # its HTTP port (the front door holds front_port)
+odoo_gevent_port = 8072  # its websocket port (prefork mode serves /websocket only there)
 odoo_workers = 2  # prefork workers (0 = threaded mode)
 odoo_max_cron_threads = 1  # cron workers
 odoo_limit_memory_soft = 2 * 1024**3  # bytes: a worker is recycled above this
 odoo_limit_memory_hard = int(2.5 * 1024**3)  # bytes: a worker is killed above this
 odoo_limit_time_cpu = 600  # seconds of CPU per request
 odoo_limit_time_real = 1200  # seconds of wall time per request
-odoo_proxy_mode = True  # trust X-Forwarded-* from the reverse proxy
+odoo_proxy_mode = True  # trust X-Forwarded-* (the front door sets them, on loopback)
 odoo_server_wide_modules = ["base", "web", "module_change_auto_install"]  # loaded at startup
 odoo_load_language = "fr_FR"  # language loaded into a new database
 odoo_unaccent = True  # accent-insensitive search (the unaccent extension)
@@ -152,6 +154,25 @@ repair_lock_wait_sec = 20  # the repair waits this long for the lock (a short ho
 apply_lock_wait_sec = 120  # an apply waits this long for the lock a deploy or backup holds
 apply_lock_max_sec = 3600  # the most an apply's hold lasts (it ends with the apply's session)
 deploy_ref_pattern = ""  # regex every deployed ref must match ("" = any ref)
+
+# --- The front door (tasks/front_door.py): HAProxy in each container, on the port the
+# provider's reverse proxy reaches; /websocket to Odoo's gevent port, the rest to its HTTP port
+front_door_packages = ["haproxy"]  # 2.6 on Debian 12, 3.0 on Debian 13
+front_interface = "0.0.0.0"  # where the front door listens (the bridge)
+front_port = 8069  # the port the provider's proxy reaches (unchanged for it)
+# The provider proxy's source address(es) or networks: its X-Forwarded-For and -Proto are
+# believed, nobody else's ([]: nobody's, every client is its own connection's address)
+front_trusted_proxies = []
+front_public_proto = "https"  # X-Forwarded-Proto for the trusted proxy's requests without one
+# While Odoo is stopped (a deploy), a request is held and retried about once a second for
+# this long, then answered with the maintenance page (503): keep it below the provider
+# proxy's own timeout (often 60 s)
+front_hold_sec = 30
+front_retry_after_sec = 30  # the maintenance page's Retry-After
+front_max_body_mib = 128  # larger request bodies refused (413): Odoo's own upload limit
+front_login_per_minute = 10  # POST /web/login per client address and minute, then 429
+front_websocket_idle_sec = 600  # an idle websocket closed after this (Odoo pings within 60 s)
+front_keepalive_sec = 75  # an idle keep-alive connection from the proxy kept this long
 
 # --- Backups (tasks/backups.py): daily, while the site serves, kept grandfather-father-son
 backup_enabled = False  # the odoo-backup timer (production)

@@ -40,11 +40,17 @@ units = [
     install_template(name=f"Install {name}", template=f"{name}.j2")
     for name in ("oca-france-notify@.service", "odoo-check.service", "odoo-check.timer")
 ]
-if not data.backup_host:  # Odoo's hosts: PostgreSQL's failures too
+if not data.backup_host:  # Odoo's hosts: PostgreSQL's and the front door's failures too
     units.append(
         install_template(
             name="Make PostgreSQL's clusters alert when they fail (a drop-in: OnFailure=)",
             template="postgresql-alerts.conf.j2",
+        )
+    )
+    units.append(
+        install_template(
+            name="Make the front door (HAProxy) alert when it fails (a drop-in: OnFailure=)",
+            template="haproxy-alerts.conf.j2",
         )
     )
 

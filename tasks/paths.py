@@ -43,6 +43,13 @@ def health_url(data) -> str:
     return f"{odoo_url(data)}/web/health?db_server_status=1"
 
 
+def front_health_url(data) -> str:
+    """The health page through the front door, as the host itself reaches it."""
+    listen = data.front_interface
+    address = "127.0.0.1" if listen in ("0.0.0.0", "::", "*") else listen
+    return f"http://{address}:{data.front_port}/web/health?db_server_status=1"
+
+
 # Below odoo_dumps_dir: what the deploy script, the auto-deploy script and the tasks share.
 def snapshot_dir(data) -> str:
     """The deploy's filestore snapshots (their databases are <db>-snap-<stamp> in PostgreSQL)."""

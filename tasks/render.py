@@ -30,6 +30,7 @@ from tasks.paths import (
     deploy_lock_file,
     deploy_log_dir,
     deploy_state_file,
+    front_health_url,
     health_url,
     host_bin_dir,
     host_config_file,
@@ -55,9 +56,11 @@ from tasks.paths import (
 )
 from tasks.settings import (
     checked_addons_subdirs,
+    checked_front_door,
     checked_repository_path,
     checked_retention,
     checked_seconds,
+    checked_whole,
 )
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -79,6 +82,7 @@ def odoorc_vars(data) -> dict:
         "addons_path": [f"{data.oca_france_dir}/{sub}" for sub in checked_addons_subdirs(data)],
         "http_interface": data.odoo_http_interface,
         "http_port": data.odoo_http_port,
+        "gevent_port": data.odoo_gevent_port,
         "proxy_mode": data.odoo_proxy_mode,
         "workers": data.odoo_workers,
         "max_cron_threads": data.odoo_max_cron_threads,
@@ -109,6 +113,27 @@ def service_vars(data) -> dict:
     }
 
 
+# HAProxy's own directory: the page it answers with past the hold (read with its config).
+MAINTENANCE_PAGE = "/etc/haproxy/errors/oca-france-maintenance.html"
+
+
+def front_door_vars(data) -> dict:
+    """The front door (HAProxy): where it listens, whom it believes, how long it holds."""
+    return {
+        "db_name": data.odoo_db_name,
+        **checked_front_door(data),
+        "hold_sec": checked_seconds(data, "front_hold_sec"),
+        "retry_after_sec": checked_seconds(data, "front_retry_after_sec"),
+        "max_body_bytes": checked_whole(data, "front_max_body_mib") * 1048576,
+        "login_per_minute": checked_whole(data, "front_login_per_minute"),
+        "websocket_idle_sec": checked_seconds(data, "front_websocket_idle_sec"),
+        "keepalive_sec": checked_seconds(data, "front_keepalive_sec"),
+        # Above Odoo's own limit: Odoo ends a long request first, with its own answer.
+        "timeout_sec": checked_seconds(data, "odoo_limit_time_real") + 60,
+        "maintenance_page": MAINTENANCE_PAGE,
+    }
+
+
 def host_config(data) -> dict:
     """/etc/oca-france/host.json: every value the host programs use, from the host's data
     (the programs themselves are plain files, see host/). No secret goes in here."""
@@ -122,6 +147,7 @@ def host_config(data) -> dict:
         "oca_france_service": data.oca_france_service,
         "filestore_root": f"{data.odoo_data_dir}/filestore",
         "health_url": health_url(data),
+        "front_health_url": front_health_url(data),
         "login_url": f"{url}/web/login",
         "odoo_start_timeout": data.odoo_start_timeout,
         "uv_python_install_dir": data.uv_python_install_dir,
@@ -461,6 +487,8 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
             service_vars(data),
         ),
         "host.json.j2": (host_config_file(data), {"config": host_config(data)}),
+        "haproxy.cfg.j2": ("/etc/haproxy/haproxy.cfg", front_door_vars(data)),
+        "oca-france-maintenance.html.j2": (MAINTENANCE_PAGE, front_door_vars(data)),
     }
     repair = {
         **automation_vars(data, data.deploy_repair_calendar),
@@ -559,7 +587,7 @@ BACKUP_HOST_UNITS = (
 
 def shared_files(data, odoo: bool) -> dict[str, tuple[str, dict]]:
     """What every host gets: fail2ban's jail, the alerts' notifier, the periodic check; on
-    Odoo's hosts, PostgreSQL's drop-in too."""
+    Odoo's hosts, PostgreSQL's and the front door's drop-ins too."""
     files = {}
     if data.fail2ban_enabled:
         files["fail2ban-sshd.local.j2"] = ("/etc/fail2ban/jail.d/sshd.local", {})
@@ -573,6 +601,10 @@ def shared_files(data, odoo: bool) -> dict[str, tuple[str, dict]]:
     if odoo:
         files["postgresql-alerts.conf.j2"] = (
             "/etc/systemd/system/postgresql@.service.d/oca-france-alerts.conf",
+            alerts,
+        )
+        files["haproxy-alerts.conf.j2"] = (
+            "/etc/systemd/system/haproxy.service.d/oca-france-alerts.conf",
             alerts,
         )
     if data.alert_email_to:

@@ -8,6 +8,7 @@ and the templates' variables all validate the same way.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import zoneinfo
 from datetime import date, datetime, time, timedelta
@@ -62,6 +63,57 @@ def checked_seconds(data, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise DeployError(f"{key} must be a whole number of seconds above 0, not {value!r}")
     return value
+
+
+def checked_whole(data, key: str) -> int:
+    """A count or size of the group data, refused unless a whole number above 0."""
+    value = getattr(data, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise DeployError(f"{key} must be a whole number above 0, not {value!r}")
+    return value
+
+
+def checked_front_door(data) -> dict:
+    """The front door's addresses: Odoo on loopback behind it (nothing reaches Odoo around
+    it), ports apart, the trusted proxies plain addresses or networks (they go into
+    haproxy.cfg), the public scheme http or https."""
+    if data.odoo_http_interface not in ("127.0.0.1", "::1"):
+        raise DeployError(
+            "odoo_http_interface must be loopback (127.0.0.1 or ::1): the front door"
+            f" (front_port {data.front_port}) is the only way to Odoo, not"
+            f" {data.odoo_http_interface!r}"
+        )
+    ports = {
+        key: getattr(data, key) for key in ("front_port", "odoo_http_port", "odoo_gevent_port")
+    }
+    for key, port in ports.items():
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise DeployError(f"{key} must be a TCP port (1-65535), not {port!r}")
+    if len(set(ports.values())) < len(ports):
+        raise DeployError(f"front_port, odoo_http_port and odoo_gevent_port must differ: {ports}")
+    trusted = data.front_trusted_proxies
+    if not isinstance(trusted, (list, tuple)):
+        raise DeployError(f"front_trusted_proxies must be a list, not {trusted!r}")
+    for source in trusted:
+        try:
+            ipaddress.ip_network(str(source), strict=False)
+        except ValueError:
+            raise DeployError(
+                f"front_trusted_proxies: {source!r} is no IP address or network"
+            ) from None
+    if data.front_public_proto not in ("http", "https"):
+        raise DeployError(
+            f"front_public_proto must be http or https, not {data.front_public_proto!r}"
+        )
+    return {
+        "interface": data.front_interface,
+        "port": data.front_port,
+        "trusted_proxies": [str(source) for source in trusted],
+        "public_proto": data.front_public_proto,
+        "odoo_interface": data.odoo_http_interface,
+        "odoo_http_port": data.odoo_http_port,
+        "odoo_gevent_port": data.odoo_gevent_port,
+    }
 
 
 # The off-site retention's floor (odoo.sh keeps 14 backups; the issue's minimum): a lower

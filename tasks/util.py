@@ -226,7 +226,7 @@ def run_unless(command: str, done: Callable[[], bool]):
 STAGED_SUFFIX = ".pyinfra-new"
 
 
-def renamed_into_place(commands):
+def renamed_into_place(commands, check: str | None = None):
     """An operation's commands, each file upload going to a staged name beside its
     destination and then renamed over it. pyinfra writes an upload into the file itself: a
     reader at that moment (a timer's program reading host.json, a program starting while its
@@ -234,7 +234,10 @@ def renamed_into_place(commands):
 
     Through sudo, pyinfra uploads to a temporary file first: it is made 0600 by the login user
     before any byte goes in (pyinfra then lets the operation's sudo user, if any, read it), and
-    removed after."""
+    removed after.
+
+    check: a command run on the staged file first ({} is its path): when it fails, the
+    operation fails and the file in place stays as it was."""
     for command in commands:
         if not isinstance(command, FileUploadCommand):
             yield command
@@ -249,6 +252,8 @@ def renamed_into_place(commands):
             remote_temp_filename=temp,
             **command.connector_arguments,
         )
+        if check:
+            yield StringCommand(check.format(staged))
         # The old file's owner and mode until the operation sets the wanted ones: no moment
         # where a program is not executable, or a file more readable than it was.
         yield StringCommand(
@@ -259,9 +264,10 @@ def renamed_into_place(commands):
 
 
 @operation()
-def atomic_template(**arguments):
-    """files.template, the file replaced in one rename (renamed_into_place)."""
-    yield from renamed_into_place(files.template._inner(**arguments))
+def atomic_template(check: str | None = None, **arguments):
+    """files.template, the file replaced in one rename (renamed_into_place), once `check`
+    passed on it."""
+    yield from renamed_into_place(files.template._inner(**arguments), check)
 
 
 @operation()
@@ -308,13 +314,19 @@ def install_template(
     user: str = "root",
     group: str = "root",
     holds_secrets: bool = False,
+    check: str | None = None,
 ):
     """Install one of the host's templates where tasks/render.py says, with its variables.
 
     holds_secrets: write it with secret_template, so no diff or log ever shows its content.
+    check: a command that must pass on the new file before it replaces the old one ({}: its
+    path), e.g. the program's own config check.
     """
     dest, variables = rendered_files(host_data())[template]
-    write = secret_template if holds_secrets else atomic_template
+    if holds_secrets:
+        write, checked = secret_template, {}
+    else:
+        write, checked = atomic_template, {"check": check}
     return write(
         name=name,
         src=template_path(template),
@@ -322,5 +334,6 @@ def install_template(
         user=user,
         group=group,
         mode=mode,
+        **checked,
         **variables,
     )

@@ -294,6 +294,39 @@ def test_an_apply_for_a_recovery_only_where_a_backup_host_holds_the_data(invento
         checked_recovering(With(prod, recovering="yes"))
 
 
+def test_the_front_door_holds_the_public_port_and_odoo_stays_on_loopback(inventory):
+    prod = release_data(inventory, "oca-france-prod", "debian-12")
+    config = render(prod, "haproxy.cfg.j2")
+    assert "    bind 0.0.0.0:8069\n" in config
+    assert "server odoo 127.0.0.1:18069\n" in config  # no health check: held, not failed
+    assert "server odoo_gevent 127.0.0.1:8072\n" in config
+    assert "    retries 30\n    retry-on conn-failure\n" in config  # front_hold_sec
+    assert "hdr Retry-After 30" in config and "/etc/haproxy/errors/oca-france-maintenance" in config
+    assert "set-var(txn.edge)" not in config  # no trusted proxy by default: nobody's XFF
+    odoorc = render(prod, "odoorc.j2")
+    assert "http_interface = 127.0.0.1\nhttp_port = 18069\ngevent_port = 8072\n" in odoorc
+    trusted = render(With(prod, front_trusted_proxies=["10.0.3.1", "fd42::/64"]), "haproxy.cfg.j2")
+    assert "set-var(txn.edge) bool(1) if { src 10.0.3.1 fd42::/64 }" in trusted
+    page = render(prod, "oca-france-maintenance.html.j2")
+    assert "maintenance en cours" in page and "oca-france-production" in page
+
+
+def test_the_front_door_refuses_what_would_open_a_way_around_it(inventory):
+    prod = release_data(inventory, "oca-france-prod", "debian-12")
+    for bad, message in (
+        ({"odoo_http_interface": "0.0.0.0"}, "odoo_http_interface must be loopback"),
+        ({"odoo_http_port": 8069}, "must differ"),
+        ({"odoo_gevent_port": 70000}, "odoo_gevent_port must be a TCP port"),
+        ({"front_trusted_proxies": ["10.0.3.1 || always_true"]}, "is no IP address or network"),
+        ({"front_trusted_proxies": "10.0.3.1"}, "must be a list"),
+        ({"front_public_proto": "ftp"}, "front_public_proto must be http or https"),
+        ({"front_hold_sec": 0}, "front_hold_sec must be a whole number of seconds"),
+        ({"front_max_body_mib": "128"}, "front_max_body_mib must be a whole number above 0"),
+    ):
+        with pytest.raises(DeployError, match=message):
+            render(With(prod, **bad), "haproxy.cfg.j2")
+
+
 def test_the_time_zone_is_one_the_tz_database_knows(host_data):
     assert checked_timezone(host_data) == "Europe/Paris"
     for bad in ("Europe/Pariss", "Paris", "../../etc/passwd", "Europe/Paris; reboot", "", None):

@@ -41,6 +41,8 @@ DEPLOY = "/home/odoo/scripts/deploy"  # odoo's entry point: a link to BIN/deploy
 BIN = "/opt/oca-france/bin"  # the host programs, root-owned
 ODOO_CONF = "/etc/oca-france/odoo.conf"  # the server's config: root:odoo 0640
 CHECKOUT = "/home/odoo/oca-france"
+ADMIN = ("admin", "admin")  # base's admin user (login, password), as Odoo creates a database
+ADMIN_PARTNER = 3  # its partner (base.partner_admin)
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -105,8 +105,9 @@ def test_app_addons_come_from_the_venv_not_an_addons_dir(any_host):
     journal = host.check_output("journalctl -u odoo-oca-france.service --no-pager -o cat")
     # The journal holds the server's log: real Odoo 18, prefork workers and its gevent port.
     assert "odoo: Odoo version 18.0-" in journal
-    assert "HTTP service (werkzeug) running on 0.0.0.0:8069" in journal
-    assert "Evented Service (longpolling) running on 0.0.0.0:8072" in journal
+    # On loopback only: the front door (HAProxy) holds the port the provider's proxy reaches.
+    assert "HTTP service (werkzeug) running on 127.0.0.1:18069" in journal
+    assert "Evented Service (longpolling) running on 127.0.0.1:8072" in journal
     assert "addons path does not exist" not in journal
     assert "Failed to load server-wide module" not in journal
 

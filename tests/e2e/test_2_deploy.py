@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 from .conftest import (
+    ADMIN,
+    ADMIN_PARTNER,
     DB,
     NEUTRALIZED,
     PROD,
@@ -23,6 +25,7 @@ from .conftest import (
     neutralization,
     psql,
 )
+from .frontdoor_client import Traffic
 
 ADDON = Path("oca_france_all")  # addons sit at the repository root, as in the real app
 FILESTORE = "/home/odoo/.local/share/Odoo/filestore"
@@ -71,10 +74,23 @@ def site(sandbox, recette) -> tuple[str, bool]:
     )
 
 
+def traffic(sandbox) -> Traffic:
+    """A client reading and writing through recette's front door every 0.1 s (its hold is
+    longer than a deploy's downtime: no request may fail)."""
+    return Traffic(sandbox.url(RECETTE, ""), DB[RECETTE], *ADMIN, ADMIN_PARTNER)
+
+
+def assert_no_request_failed(client: Traffic) -> None:
+    assert client.count() > 50 and not client.failures(), client.summary()
+    print(f"through the front door: {client.summary()}")
+
+
 def test_deploy_moves_recette_to_a_new_commit(sandbox, recette):
     commit = sandbox.push_commit("feature/release-2", "Release 2", set_version("18.0.1.1.0"))
-    result = deploy(recette, "origin/feature/release-2")
+    with traffic(sandbox) as client:
+        result = deploy(recette, "origin/feature/release-2")
     assert result.rc == 0, result.stdout + result.stderr
+    assert_no_request_failed(client)
     assert head(recette) == commit
     assert site(sandbox, recette) == ("18.0.1.1.0", True)
     # The snapshot: a copy of the database in PostgreSQL, the filestore as hard links.
@@ -140,8 +156,10 @@ def test_failed_migration_rolls_back_and_keeps_the_site_up(sandbox, recette):
     previous_head, previous_site = head(recette), site(sandbox, recette)
     broken = with_migration("18.0.1.3.0", "cr.execute('UPDATE no_such_table SET x = 1')")
     sandbox.push_commit("broken/update", "Broken migration", broken)
-    result = deploy(recette, "origin/broken/update")
+    with traffic(sandbox) as client:
+        result = deploy(recette, "origin/broken/update")
     assert_rolled_back(sandbox, recette, result, previous_head, previous_site, "updating")
+    assert_no_request_failed(client)
     assert 'relation "no_such_table" does not exist' in result.stderr
     error = last_history(recette)["error"]
     assert 'relation "no_such_table" does not exist' in error, error

@@ -371,12 +371,16 @@ CONTROL
 
 # Where prod sends its backups: recette's address and pinned host key, as real data would say.
 write_group_data() {
-    local sha256 recette_index recette_key backup_index backup_key
+    local sha256 recette_index recette_key backup_index backup_key proxies="" entry index
     sha256=$(sha256sum "$DEBS_DIR/$WKHTMLTOX_TEST_DEB" | cut -d' ' -f1)
     read -r _ recette_index _ <<<"${CONTAINERS[0]}"
     recette_key=$(cut -d' ' -f1,2 "$(rootfs_of oca-france-recette)/etc/ssh/ssh_host_ed25519_key.pub")
     read -r _ backup_index _ <<<"${CONTAINERS[2]}"
     backup_key=$(cut -d' ' -f1,2 "$(rootfs_of oca-france-backup)/etc/ssh/ssh_host_ed25519_key.pub")
+    for entry in "${CONTAINERS[@]}"; do
+        read -r _ index _ <<<"$entry"
+        proxies+="\"$(host_ip "$index")\", "
+    done
     mkdir -p "$GROUP_DATA_DIR"
     cat >"$GROUP_DATA_DIR/all.py" <<PYTHON
 """Sandbox only: written by tests/sandbox/sandbox.sh, loaded with pyinfra --group-data on top
@@ -399,6 +403,17 @@ offsite_host_key = "$backup_key"
 # A failed push tried again within seconds (the tests wait for it).
 offsite_push_retries = 1
 offsite_push_retry_sec = 15
+# The provider's proxy, here: the host side of each container's link (the tests' requests come
+# from there), in plain http.
+front_trusted_proxies = [${proxies%, }]
+front_public_proto = "http"
+PYTHON
+    # prod's hold short: a deploy there shows the maintenance page (test_1b_front_door);
+    # recette keeps the default, longer than its deploys' downtime.
+    cat >"$GROUP_DATA_DIR/prod.py" <<PYTHON
+"""Sandbox only: prod's group data on top of group_data/prod.py (tests/sandbox/sandbox.sh)."""
+
+front_hold_sec = 5
 PYTHON
 }
 

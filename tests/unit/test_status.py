@@ -62,7 +62,7 @@ def status_host(make_host, health_url):
 
     def make(name: str):
         host = make_host(name)
-        host.config["health_url"] = health_url
+        host.config["health_url"] = host.config["front_health_url"] = health_url
         host.write_config()
         host.fake("systemctl", systemctl())
         host.fake(
@@ -151,6 +151,21 @@ def test_a_failing_health_is_flagged(status_host, health_url, where):
     result = host.run("odoo-status")
     assert "odoo-oca-france.service active, health failing" in result.stdout
     assert attention(result) == ["odoo-oca-france.service is active, health failing"]
+
+
+def test_a_front_door_down_or_not_passing_odoo_on_is_flagged(status_host):
+    """Odoo healthy behind it: HAProxy stopped, or answering without reaching Odoo."""
+    host = status_host("oca-france-prod")
+    host.config["front_health_url"] = f"http://127.0.0.1:{closed_port()}/web/health"
+    host.write_config()
+    result = host.run("odoo-status")
+    assert "front door:       haproxy active, health through it failing" in result.stdout
+    assert attention(result) == ["haproxy is active, but Odoo's health fails through it"]
+    host.fake("systemctl", systemctl().replace('"is-active "*)', '"is-active haproxy.service")'
+              ' echo failed ;;\n    "is-active "*)'))  # fmt: skip
+    result = host.run("odoo-status")
+    assert "front door:       haproxy failed, health through it -" in result.stdout
+    assert attention(result) == ["haproxy is failed: nothing reaches Odoo from outside"]
 
 
 def test_recettes_incoming_directory_near_its_limit_is_flagged(status_host):

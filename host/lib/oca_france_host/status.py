@@ -241,15 +241,26 @@ def offsite_report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[s
     return lines, flags
 
 
-def service_state(c: dict) -> tuple[str, list[tuple[str, str]]]:
-    """The service's line, and its flag when it is not active or its health fails."""
+def service_state(c: dict) -> tuple[list[str], list[tuple[str, str]]]:
+    """The service's and the front door's lines, and their flags: the service not active or
+    its health failing; HAProxy not active, or not passing Odoo's health on while it is ok."""
     service = c["oca_france_service"]
     active = run("systemctl", "is-active", service) or "inactive"
     healthy = health(c["health_url"])
     flags = []
     if active != "active" or healthy != "ok":
         flags.append(("service", f"{service} is {active}, health {healthy}"))
-    return f"service:          {service} {active}, health {healthy}", flags
+    door = run("systemctl", "is-active", "haproxy.service") or "inactive"
+    # Through the door only when Odoo answers: else the door holds the request (a deploy).
+    through = health(c["front_health_url"]) if door == "active" and healthy == "ok" else "-"
+    if door != "active":
+        flags.append(("front door", f"haproxy is {door}: nothing reaches Odoo from outside"))
+    elif through == "failing":
+        flags.append(("front door", "haproxy is active, but Odoo's health fails through it"))
+    return [
+        f"service:          {service} {active}, health {healthy}",
+        f"front door:       haproxy {door}, health through it {through}",
+    ], flags
 
 
 def unfinished_deploy(c: dict) -> list[tuple[str, str]]:
@@ -266,7 +277,7 @@ def unfinished_deploy(c: dict) -> list[tuple[str, str]]:
 
 
 # The flags a moment can explain (a restart, a deploy): odoo-check looks at them again alone.
-MOMENTARY = ("service", "unfinished deploy")
+MOMENTARY = ("service", "front door", "unfinished deploy")
 
 
 def momentary_flags(c: dict) -> dict[str, str]:
@@ -285,8 +296,8 @@ def report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[str, str]
     commit = git(c, "rev-parse", "HEAD")
     tag = git(c, "describe", "--tags", "--exact-match", "HEAD")
     lines.append(f"deployed:         {tag or '(no tag)'} {commit[:12] or '(no checkout)'}")
-    line, flag = service_state(c)
-    lines.append(line)
+    service_lines, flag = service_state(c)
+    lines.extend(service_lines)
     flags.extend(flag)
     if c["backup_enabled"]:
         found = newest(c["backup_dir"], c["odoo_db_name"])
