@@ -38,7 +38,8 @@ PREVIOUS_DEPLOY = "50889e2"  # the last commit whose deploy dumped and archived 
 PREVIOUS_PROGRAMS = "cccbbb7"  # the last commit whose host programs were bash
 PREVIOUS_DIR = "/opt/oca-france-previous"  # where they are installed, beside today's
 PREVIOUS_CONFIG = "/etc/oca-france/host-previous.json"  # and their host config
-HEALTH = "http://10.231.1.2:8069/web/health?db_server_status=1"
+FRONT = "http://10.231.1.2:8069"  # recette's front door, as the provider's proxy reaches it
+HEALTH = f"{FRONT}/web/health?db_server_status=1"
 SIZES = {"100 MB": 800_000, "1 GB": 8_000_000}  # rows of three md5s: about 130 bytes each
 
 
@@ -196,9 +197,13 @@ DEPLOYS = {
 }
 
 
-def timed_deploy(script: str, ref: str) -> tuple[float, str, int]:
+def timed_deploy(script: str, ref: str, traffic=None) -> tuple[float, str, int]:
+    """The deploy's downtime seen from outside (through the front door, a held request counts
+    as down after 1 s), its log and exit status; `traffic` (a Traffic) runs through it."""
     poller = Downtime()
     poller.start()
+    if traffic is not None:
+        traffic.start()
     result = subprocess.run(
         [
             "ssh",
@@ -213,6 +218,8 @@ def timed_deploy(script: str, ref: str) -> tuple[float, str, int]:
     time.sleep(1)
     poller.stop.set()
     poller.join()
+    if traffic is not None:
+        traffic.stop()
     return poller.longest, result.stdout, result.returncode
 
 
@@ -223,17 +230,43 @@ def stamp(log: str, pattern: str) -> float:
     sys.exit(f"no line matching {pattern!r} in:\n{log[-3000:]}")
 
 
-def measure(script: str) -> tuple[float, float]:
-    downtime, log, code = timed_deploy(script, push_commit("bench: no migration", None))
+def clients(script: str) -> tuple:
+    """Today's deploy: a client reading and writing through the front door every 0.1 s, one
+    for the deploy and one for the rollback."""
+    if script != "now":
+        return None, None
+    from e2e.conftest import ADMIN, ADMIN_PARTNER
+    from e2e.frontdoor_client import Traffic
+
+    return tuple(Traffic(FRONT, DB, *ADMIN, ADMIN_PARTNER) for _ in range(2))
+
+
+def measure(script: str) -> tuple:
+    """(downtime, rollback time, the deploy's client, the rollback's client)."""
+    through_deploy, through_rollback = clients(script)
+    downtime, log, code = timed_deploy(
+        script, push_commit("bench: no migration", None), through_deploy
+    )
     if code != 0:
         sys.exit(f"{script}: deploy failed ({code}):\n{log[-3000:]}")
     ref = push_commit("bench: failing update", "cr.execute('UPDATE no_such_table SET x = 1')")
-    _, log, code = timed_deploy(script, ref)
+    _, log, code = timed_deploy(script, ref, through_rollback)
     if code != 5:
         sys.exit(f"{script}: expected a rollback (5), got {code}:\n{log[-3000:]}")
     failed = stamp(log, r"ERROR: the release failed")
     back = stamp(log, r"rolled back to")
-    return downtime, back - failed
+    return downtime, back - failed, through_deploy, through_rollback
+
+
+def requests_row(label: str, client) -> tuple[str, ...]:
+    failed = len(client.failures())
+    return (
+        f"{label}: requests through the front door (failed of all, longest wait)",
+        f"{failed} of {client.count()}, {client.longest():.1f} s",
+        "-",
+        "-",
+        "-",
+    )
 
 
 def generate(rows: int) -> None:
@@ -294,7 +327,9 @@ def measure_sizes() -> list[tuple[str, ...]]:
                 f"{before[1]:.0f} s",
             )
         )
-        for row in rows[-2:]:  # as measured: a later failure keeps them
+        rows.append(requests_row(f"{label} database: deploy", now[2]))
+        rows.append(requests_row(f"{label} database: rollback", now[3]))
+        for row in rows[-4:]:  # as measured: a later failure keeps them
             note(" | ".join(row))
     return rows
 
