@@ -157,7 +157,8 @@ deploy_ref_pattern = ""  # regex every deployed ref must match ("" = any ref)
 
 # --- The front door (tasks/front_door.py): HAProxy in each container, on the port the
 # provider's reverse proxy reaches; /websocket to Odoo's gevent port, the rest to its HTTP port
-front_door_packages = ["haproxy"]  # 2.6 on Debian 12, 3.0 on Debian 13
+# HAProxy (2.6 on Debian 12, 3.0 on Debian 13), and nftables for odoo-front-gate
+front_door_packages = ["haproxy", "nftables"]
 front_interface = "0.0.0.0"  # where the front door listens (the bridge)
 front_port = 8069  # the port the provider's proxy reaches (unchanged for it)
 # The provider proxy's source address(es) or networks: its X-Forwarded-For and -Proto are
@@ -173,6 +174,9 @@ front_max_body_mib = 128  # larger request bodies refused (413): Odoo's own uplo
 front_login_per_minute = 10  # POST /web/login per client address and minute, then 429
 front_websocket_idle_sec = 600  # an idle websocket closed after this (Odoo pings within 60 s)
 front_keepalive_sec = 75  # an idle keep-alive connection from the proxy kept this long
+# Odoo stopping: new connections refused (held by the front door) and up to this long for
+# Odoo to take those already queued (odoo-front-gate)
+front_gate_drain_sec = 10
 
 # --- Backups (tasks/backups.py): daily, while the site serves, kept grandfather-father-son
 backup_enabled = False  # the odoo-backup timer (production)

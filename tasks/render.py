@@ -105,6 +105,7 @@ def service_vars(data) -> dict:
         "checkout": data.oca_france_dir,
         "server_command": shlex.join(odoo_command(data, data.odoo_server_command)),
         "guard_command": f"{host_program(data, 'deploy')} --guard",
+        "gate_command": host_program(data, "odoo-front-gate"),
         "notify_command": host_program(data, "odoo-notify"),
         "restart_sec": data.odoo_restart_sec,
         # RestartSteps and RestartMaxDelaySec appeared in systemd 254.
@@ -148,6 +149,8 @@ def host_config(data) -> dict:
         "filestore_root": f"{data.odoo_data_dir}/filestore",
         "health_url": health_url(data),
         "front_health_url": front_health_url(data),
+        "odoo_ports": [data.odoo_http_port, data.odoo_gevent_port],
+        "front_gate_drain_sec": checked_seconds(data, "front_gate_drain_sec"),
         "login_url": f"{url}/web/login",
         "odoo_start_timeout": data.odoo_start_timeout,
         "uv_python_install_dir": data.uv_python_install_dir,

@@ -56,3 +56,32 @@ def test_nothing_planted_in_the_callers_directory_runs(make_host, program):
     )
     assert not (planted / "PLANTED-RAN").exists(), result.stdout + result.stderr
     assert not (planted / "oca_france_host" / "PLANTED-RAN").exists()
+
+
+def test_the_front_gate_shuts_odoos_ports_then_waits_for_its_queue(make_host, tmp_path):
+    """odoo-front-gate close: the nftables rule refusing new connections to Odoo's ports, then
+    a wait until the connections queued for them are taken; open: the rule gone."""
+    host = make_host("oca-france-prod")
+    queue = tmp_path / "queue"
+    queue.write_text("2\n")  # two connections queued, taken one by one
+    host.fake(
+        "ss",
+        f'n=$(cat {queue}); echo "LISTEN $n 16 127.0.0.1:18069 0.0.0.0:*";'
+        f' [ "$n" -gt 0 ] && echo $((n - 1)) > {queue}; exit 0',
+    )
+    ruleset = tmp_path / "ruleset"
+    host.fake("nft", f'[ "$1" = -f ] && cat > {ruleset}; [ "$1" = delete ] && exit 1; exit 0')
+    closed = host.run("odoo-front-gate", "close")
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    rules = ruleset.read_text()
+    assert 'oifname "lo" tcp dport { 18069, 8072 }' in rules
+    assert "== syn reject with tcp reset" in rules
+    calls = host.logged()
+    assert calls[0] == "nft delete table inet oca_france_gate"  # never two copies
+    assert calls[1] == "nft -f -"
+    assert [call for call in calls if call.startswith("ss ")][-1].startswith("ss -Hltn")
+    assert queue.read_text() == "0\n"  # waited until the queue was empty
+    opened = host.run("odoo-front-gate", "open")  # a table already gone: fine
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    assert host.logged()[-1] == "nft delete table inet oca_france_gate"
+    assert host.run("odoo-front-gate", "ajar").returncode == 2

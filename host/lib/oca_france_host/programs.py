@@ -23,6 +23,7 @@ PROGRAMS = {
     "odoo-offsite-push": "push",
     "odoo-offsite": "offsite",
     "odoo-offsite-recover": "recover",
+    "odoo-front-gate": "gate",
 }
 
 
