@@ -72,6 +72,7 @@ odoo_system_packages = [  # libraries and headers Odoo's Python dependencies bui
     "zlib1g-dev",
     "libffi-dev",
     "fonts-dejavu-core",
+    "nftables",  # odoo-front-gate: Odoo's ports shut to new connections before it stops
 ]
 
 # --- The OCA France instance (tasks/oca_france.py)
@@ -157,8 +158,7 @@ deploy_ref_pattern = ""  # regex every deployed ref must match ("" = any ref)
 
 # --- The front door (tasks/front_door.py): HAProxy in each container, on the port the
 # provider's reverse proxy reaches; /websocket to Odoo's gevent port, the rest to its HTTP port
-# HAProxy (2.6 on Debian 12, 3.0 on Debian 13), and nftables for odoo-front-gate
-front_door_packages = ["haproxy", "nftables"]
+front_door_packages = ["haproxy"]  # 2.6 on Debian 12, 3.0 on Debian 13
 front_interface = "0.0.0.0"  # where the front door listens (the bridge)
 front_port = 8069  # the port the provider's proxy reaches (unchanged for it)
 # The provider proxy's source address(es) or networks: its X-Forwarded-For and -Proto are

@@ -5,7 +5,7 @@ import shlex
 from pyinfra.operations import apt, files, pip, postgres, server
 
 from tasks.settings import wkhtmltopdf_source
-from tasks.util import host_data, install_template, psql_value, run_unless
+from tasks.util import command_succeeds, host_data, install_template, psql_value, run_unless
 
 data = host_data()
 
@@ -131,6 +131,18 @@ else:
     )
 
 apt.packages(
-    name="Install the system libraries Odoo's Python dependencies need",
+    name="Install the system libraries Odoo's Python dependencies need, and nftables",
     packages=data.odoo_system_packages,
+)
+
+# The service's stop shuts Odoo's ports with an nftables rule (odoo-front-gate): a container
+# without CAP_NET_ADMIN in its network namespace cannot, and would drop requests at each stop.
+run_unless(
+    name="Check nftables works here (odoo-front-gate; a container needs CAP_NET_ADMIN)",
+    done=lambda: command_succeeds("nft list tables", "root"),
+    command=(
+        "nft list tables >&2 || { echo 'nftables does not work on this host (a container"
+        " needs CAP_NET_ADMIN in its network namespace): odoo-front-gate cannot shut"
+        " Odoo'''s ports during a stop' >&2; exit 1; }"
+    ),
 )

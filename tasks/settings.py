@@ -83,6 +83,13 @@ def checked_front_door(data) -> dict:
             f" (front_port {data.front_port}) is the only way to Odoo, not"
             f" {data.odoo_http_interface!r}"
         )
+    try:
+        if ipaddress.ip_address(str(data.front_interface)).version != 4:
+            raise ValueError
+    except ValueError:
+        raise DeployError(
+            f"front_interface must be an IPv4 address (0.0.0.0: all), not {data.front_interface!r}"
+        ) from None
     ports = {
         key: getattr(data, key) for key in ("front_port", "odoo_http_port", "odoo_gevent_port")
     }

@@ -320,6 +320,7 @@ def test_the_front_door_refuses_what_would_open_a_way_around_it(inventory):
         ({"front_trusted_proxies": ["10.0.3.1 || always_true"]}, "is no IP address or network"),
         ({"front_trusted_proxies": "10.0.3.1"}, "must be a list"),
         ({"front_public_proto": "ftp"}, "front_public_proto must be http or https"),
+        ({"front_interface": "eth0"}, "front_interface must be an IPv4 address"),
         ({"front_hold_sec": 0}, "front_hold_sec must be a whole number of seconds"),
         ({"front_max_body_mib": "128"}, "front_max_body_mib must be a whole number above 0"),
     ):

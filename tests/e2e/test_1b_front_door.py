@@ -113,9 +113,12 @@ def test_the_database_manager_is_refused_however_spelled(sandbox, name):
         "/web/database/selector",
         "/web/%64atabase/manager",
         "//web//database/manager",
+        "/xmlrpc/db",  # the same service over RPC
+        "/xmlrpc/2/db",
     ):
         status, _, _ = raw_request(sandbox, name, f"GET {path}")
         assert status == 403, path
+    assert raw_request(sandbox, name, "GET web/database/manager")[0] == 400  # werkzeug adds /
     assert raw_request(sandbox, name, "GET /web/login")[0] == 200
 
 
@@ -163,16 +166,18 @@ def test_odoo_logs_the_real_client_never_a_forged_one(sandbox, recette):
 
 
 def test_the_eleventh_login_attempt_in_a_minute_gets_429(sandbox, recette):
-    def attempt(client: str) -> int:
+    def attempt(client: str, path: str = "/web/login") -> int:
         return raw_request(
             sandbox,
             RECETTE,
-            "POST /web/login",
+            f"POST {path}",
             f"X-Forwarded-For: {client}\r\nContent-Type: application/x-www-form-urlencoded\r\n",
             "login=a&password=wrong",
         )[0]
 
-    statuses = [attempt("198.51.100.7") for _ in range(11)]
+    # However spelled (Odoo decodes the path): counted as the same login form.
+    paths = ["/web/login", "/web/%6Cogin", "//web/login/"]
+    statuses = [attempt("198.51.100.7", paths[n % 3]) for n in range(11)]
     assert 429 not in statuses[:10] and statuses[10] == 429, statuses
     assert attempt("198.51.100.8") != 429  # another client address: unaffected
 

@@ -417,6 +417,8 @@ front_hold_sec = 5
 PYTHON
 }
 
+# CAP_NET_ADMIN, in the container's own network namespace only, as an LXD container has it:
+# odoo-front-gate's nftables rule.
 boot() {
     local name=$1 index=$2 rootfs
     rootfs=$(rootfs_of "$name")
@@ -425,6 +427,7 @@ boot() {
     setsid systemd-nspawn --boot --directory="$rootfs" --machine="$name" \
         --register=no --keep-unit --console=passive \
         --network-namespace-path="/run/netns/$(netns_of "$name")" \
+        --capability=CAP_NET_ADMIN \
         --bind-ro="$APP_ORIGIN:$APP_ORIGIN_IN_CONTAINER" \
         --bind-ro="$DEBS_DIR:$DEBS_IN_CONTAINER" \
         --bind-ro="$ODOO_WHEELS_DIR" \

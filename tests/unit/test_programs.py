@@ -70,18 +70,30 @@ def test_the_front_gate_shuts_odoos_ports_then_waits_for_its_queue(make_host, tm
         f' [ "$n" -gt 0 ] && echo $((n - 1)) > {queue}; exit 0',
     )
     ruleset = tmp_path / "ruleset"
-    host.fake("nft", f'[ "$1" = -f ] && cat > {ruleset}; [ "$1" = delete ] && exit 1; exit 0')
+    table = tmp_path / "table"  # the nftables table, while it exists
+    host.fake(
+        "nft",
+        f'case "$1" in -f) cat > {ruleset}; touch {table} ;; list) [ -e {table} ] ;;'
+        f" delete) rm {table} ;; esac",
+    )
     closed = host.run("odoo-front-gate", "close")
     assert closed.returncode == 0, closed.stdout + closed.stderr
     rules = ruleset.read_text()
     assert 'oifname "lo" tcp dport { 18069, 8072 }' in rules
     assert "== syn reject with tcp reset" in rules
     calls = host.logged()
-    assert calls[0] == "nft delete table inet oca_france_gate"  # never two copies
-    assert calls[1] == "nft -f -"
+    assert calls[:2] == ["nft list table inet oca_france_gate", "nft -f -"]
     assert [call for call in calls if call.startswith("ss ")][-1].startswith("ss -Hltn")
     assert queue.read_text() == "0\n"  # waited until the queue was empty
-    opened = host.run("odoo-front-gate", "open")  # a table already gone: fine
+    before = len(host.logged())
+    assert host.run("odoo-front-gate", "close").returncode == 0  # again: never two copies
+    assert host.logged()[before : before + 3] == [
+        "nft list table inet oca_france_gate",
+        "nft delete table inet oca_france_gate",
+        "nft -f -",
+    ]
+    opened = host.run("odoo-front-gate", "open")
     assert opened.returncode == 0, opened.stdout + opened.stderr
-    assert host.logged()[-1] == "nft delete table inet oca_france_gate"
+    assert host.logged()[-1] == "nft delete table inet oca_france_gate" and not table.exists()
+    assert host.run("odoo-front-gate", "open").returncode == 0  # already open: fine
     assert host.run("odoo-front-gate", "ajar").returncode == 2

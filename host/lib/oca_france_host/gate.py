@@ -44,7 +44,10 @@ def ruleset(ports: list[int]) -> str:
 
 
 def remove() -> None:
-    runner.run(["nft", "delete", "table", "inet", TABLE], capture=True, check=False)
+    """The rule gone (a table already gone is fine; a table nft cannot delete is an error:
+    Odoo would run unreachable)."""
+    if runner.succeeds(["nft", "list", "table", "inet", TABLE]):
+        runner.run(["nft", "delete", "table", "inet", TABLE])
 
 
 def queued(ports: list[int]) -> int:
