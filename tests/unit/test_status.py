@@ -47,6 +47,7 @@ def systemctl(failed: str = "") -> str:
     return (
         'case "$*" in\n'
         '    "is-active "*) echo active ;;\n'
+        '    "is-enabled "*) echo enabled ;;\n'
         f"    \"list-units \"*) printf '%s' '{failed}' ;;\n"
         '    "show -p InvocationID --value "*) echo 5f1c0ffee ;;\n'
         '    "show -p StateChangeTimestamp --value "*) echo "Fri 2026-11-27 02:41:07 CET" ;;\n'
@@ -166,6 +167,21 @@ def test_a_front_door_down_or_not_passing_odoo_on_is_flagged(status_host):
     result = host.run("odoo-status")
     assert "front door:       haproxy failed, health through it -" in result.stdout
     assert attention(result) == ["haproxy is failed: nothing reaches Odoo from outside"]
+
+
+def test_the_service_or_a_timer_left_off_is_flagged(status_host):
+    """An apply for a recovery whose closing apply never ran: no backup would run."""
+    host = status_host("oca-france-prod")
+    host.fake(
+        "systemctl",
+        systemctl().replace(
+            '"is-enabled "*)',
+            '"is-enabled odoo-backup.timer") echo disabled; exit 1 ;;\n    "is-enabled "*)',
+        ),
+    )
+    result = host.run("odoo-status")
+    assert result.returncode == 1
+    assert attention(result) == ["odoo-backup.timer is disabled, not enabled: an apply enables it"]
 
 
 def test_recettes_incoming_directory_near_its_limit_is_flagged(status_host):

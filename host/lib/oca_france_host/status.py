@@ -263,6 +263,25 @@ def service_state(c: dict) -> tuple[list[str], list[tuple[str, str]]]:
     ], flags
 
 
+def units_off(c: dict) -> list[tuple[str, str]]:
+    """The service and the timers acting on its data, each flagged unless enabled: an apply
+    for a recovery (RECOVERING=1) leaves them off until its closing apply."""
+    units = [c["oca_france_service"], "odoo-check.timer"]
+    if c["backup_enabled"]:
+        units.append("odoo-backup.timer")
+    flags = []
+    for unit in units:
+        # Its state is said on stdout even when it is not enabled (exit 1).
+        state = subprocess.run(
+            ["systemctl", "is-enabled", unit], capture_output=True, text=True
+        ).stdout.strip()
+        if state != "enabled":
+            flags.append(
+                (f"{unit} off", f"{unit} is {state or 'unknown'}, not enabled: an apply enables it")
+            )
+    return flags
+
+
 def unfinished_deploy(c: dict) -> list[tuple[str, str]]:
     found = state.unfinished(c["deploy_state_file"])
     if found is None:
@@ -299,6 +318,7 @@ def report(c: dict, units: bool = True) -> tuple[list[str], list[tuple[str, str]
     service_lines, flag = service_state(c)
     lines.extend(service_lines)
     flags.extend(flag)
+    flags.extend(units_off(c))
     if c["backup_enabled"]:
         found = newest(c["backup_dir"], c["odoo_db_name"])
         if found is None:
