@@ -161,8 +161,8 @@ deploy_ref_pattern = ""  # regex every deployed ref must match ("" = any ref)
 front_door_packages = ["haproxy"]  # 2.6 on Debian 12, 3.0 on Debian 13
 front_interface = "0.0.0.0"  # where the front door listens (the bridge)
 front_port = 8069  # the port the provider's proxy reaches (unchanged for it)
-# The provider proxy's source address(es) or networks: its X-Forwarded-For and -Proto are
-# believed, nobody else's ([]: nobody's, every client is its own connection's address)
+# The provider proxy's source address(es) or networks, as this host sees them: required (set
+# per environment); its X-Forwarded-For is believed, nobody else's
 front_trusted_proxies = []
 front_public_proto = "https"  # X-Forwarded-Proto for the trusted proxy's requests without one
 # While Odoo is stopped (a deploy), a request is held and retried about once a second for

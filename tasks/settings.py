@@ -101,6 +101,12 @@ def checked_front_door(data) -> dict:
     trusted = data.front_trusted_proxies
     if not isinstance(trusted, (list, tuple)):
         raise DeployError(f"front_trusted_proxies must be a list, not {trusted!r}")
+    if not trusted:
+        raise DeployError(
+            "front_trusted_proxies must name the provider's reverse proxy: its source"
+            " address(es) as this host sees them, in group_data/<environment>.py (without it,"
+            " Odoo would take every client for the proxy, in plain http)"
+        )
     for source in trusted:
         try:
             ipaddress.ip_network(str(source), strict=False)

@@ -37,6 +37,8 @@ TEST_TRANSFER_DATA = {
     # ... and about the backup host, before the push can be.
     "offsite_host": "backup.test",
     "offsite_host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAbackuphostkey",
+    # ... and about the provider's reverse proxy, before the front door can be.
+    "front_trusted_proxies": ["10.0.3.1"],
 }
 
 # Every alert channel set (group_data and the optional secrets of .env).

@@ -302,7 +302,7 @@ def test_the_front_door_holds_the_public_port_and_odoo_stays_on_loopback(invento
     assert "server odoo_gevent 127.0.0.1:8072\n" in config
     assert "    retries 30\n    retry-on conn-failure\n" in config  # front_hold_sec
     assert "hdr Retry-After 30" in config and "/etc/haproxy/errors/oca-france-maintenance" in config
-    assert "set-var(txn.edge)" not in config  # no trusted proxy by default: nobody's XFF
+    assert "set-var(txn.edge) bool(1) if { src 10.0.3.1 }" in config  # the test data's proxy
     odoorc = render(prod, "odoorc.j2")
     assert "http_interface = 127.0.0.1\nhttp_port = 18069\ngevent_port = 8072\n" in odoorc
     trusted = render(With(prod, front_trusted_proxies=["10.0.3.1", "fd42::/64"]), "haproxy.cfg.j2")
@@ -319,6 +319,7 @@ def test_the_front_door_refuses_what_would_open_a_way_around_it(inventory):
         ({"odoo_gevent_port": 70000}, "odoo_gevent_port must be a TCP port"),
         ({"front_trusted_proxies": ["10.0.3.1 || always_true"]}, "is no IP address or network"),
         ({"front_trusted_proxies": "10.0.3.1"}, "must be a list"),
+        ({"front_trusted_proxies": []}, "front_trusted_proxies must name the provider's"),
         ({"front_public_proto": "ftp"}, "front_public_proto must be http or https"),
         ({"front_interface": "eth0"}, "front_interface must be an IPv4 address"),
         ({"front_hold_sec": 0}, "front_hold_sec must be a whole number of seconds"),
