@@ -32,10 +32,14 @@ def authorized_keys_file(data, user: str) -> str:
     return f"{authorized_keys_dir(data)}/{user}"
 
 
+def local_address(listen: str) -> str:
+    """Where the host itself reaches a port listening on `listen` (0.0.0.0: loopback)."""
+    return "127.0.0.1" if listen == "0.0.0.0" else listen
+
+
 def odoo_url(data) -> str:
     """Where the host itself reaches the server."""
-    listen = data.odoo_http_interface
-    return f"http://{'127.0.0.1' if listen == '0.0.0.0' else listen}:{data.odoo_http_port}"
+    return f"http://{local_address(data.odoo_http_interface)}:{data.odoo_http_port}"
 
 
 def health_url(data) -> str:
@@ -45,8 +49,7 @@ def health_url(data) -> str:
 
 def front_health_url(data) -> str:
     """The health page through the front door, as the host itself reaches it."""
-    listen = data.front_interface
-    address = "127.0.0.1" if listen in ("0.0.0.0", "::", "*") else listen
+    address = local_address(data.front_interface)
     return f"http://{address}:{data.front_port}/web/health?db_server_status=1"
 
 

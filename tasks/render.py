@@ -479,6 +479,7 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
     """Every template a host of this data gets: template name -> (destination, variables)."""
     if data.backup_host:
         return {**backup_host_files(data), **shared_files(data, odoo=False)}
+    front = front_door_vars(data)  # the config and its page: one set of checked values
     files = {
         "polkit-odoo.rules.j2": (
             "/etc/polkit-1/rules.d/60-odoo-units.rules",
@@ -490,8 +491,8 @@ def rendered_files(data) -> dict[str, tuple[str, dict]]:
             service_vars(data),
         ),
         "host.json.j2": (host_config_file(data), {"config": host_config(data)}),
-        "haproxy.cfg.j2": ("/etc/haproxy/haproxy.cfg", front_door_vars(data)),
-        "oca-france-maintenance.html.j2": (MAINTENANCE_PAGE, front_door_vars(data)),
+        "haproxy.cfg.j2": ("/etc/haproxy/haproxy.cfg", front),
+        "oca-france-maintenance.html.j2": (MAINTENANCE_PAGE, front),
     }
     repair = {
         **automation_vars(data, data.deploy_repair_calendar),
