@@ -21,7 +21,10 @@ import time
 
 import benchmark_backups
 import benchmark_deploys
-from benchmark_backups import PROJECT_DIR, PYINFRA, SANDBOX, sandbox_env
+from benchmark_backups import PROJECT_DIR, SANDBOX, STATE_DIR, sandbox_env
+
+# pyinfra as the sandbox runs it (its group data), per host with --limit.
+PYINFRA = ["pyinfra", "-y", "inventory.py", "deploy.py", "--group-data", f"{STATE_DIR}/group_data"]
 
 # Sandbox host -> its release (tests/sandbox/sandbox.sh CONTAINERS).
 HOSTS = {"recette": "Debian 13", "prod": "Debian 12", "backup": "Debian 13"}

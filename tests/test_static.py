@@ -845,3 +845,9 @@ def test_no_templates_variable_shadows_the_install_operations_own_arguments(aler
     ):
         for template, (_, variables) in rendered_files(data).items():
             assert not own & set(variables), (name, template, own & set(variables))
+
+
+def test_the_benchmarks_import():
+    """make bench is not part of the suite: at least its modules load (names they import)."""
+    for name in ("benchmark", "benchmark_backups", "benchmark_deploys"):
+        subprocess.run(["python", "-c", f"import {name}"], cwd=Path(__file__).parent, check=True)
