@@ -7,7 +7,7 @@ client address, request bodies capped."""
 from pyinfra.operations import apt, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.util import command_succeeds, host_data, install_template, run_unless
+from tasks.util import catch_up, command_succeeds, host_data, install_template, run_unless
 
 data = host_data()
 
@@ -29,6 +29,13 @@ systemd.service(
     service="haproxy.service",
     reloaded=True,
     _if=any_changed(page, config),
+)
+catch_up(
+    name="Reload HAProxy if it runs an older config (an apply died before its reload)",
+    unit="haproxy.service",
+    written={"haproxy.cfg.j2": config, "oca-france-maintenance.html.j2": page},
+    command="systemctl reload haproxy.service",
+    newest_child=True,
 )
 systemd.service(
     name="Enable and start HAProxy",

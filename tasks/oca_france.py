@@ -21,6 +21,7 @@ from tasks.paths import (
 from tasks.render import REPAIR_UNITS, REPAIR_UNITS_ENABLED
 from tasks.settings import checked_addons_subdirs
 from tasks.util import (
+    catch_up,
     command_succeeds,
     database_exists,
     enable_and_start,
@@ -193,6 +194,14 @@ systemd.service(
     running=None,  # restarted if it runs; never started here (enable_and_start's rule)
     restarted=True,
     _if=any_changed(odoorc, unit),
+)
+
+catch_up(
+    name=f"Restart {data.oca_france_service} if it runs an older config or unit (an apply died"
+    " before its restart)",
+    unit=data.oca_france_service,
+    written={"odoorc.j2": odoorc, "odoo-oca-france.service.j2": unit},
+    command=f"systemctl daemon-reload && systemctl restart {data.oca_france_service}",
 )
 
 enable_and_start(data.oca_france_service, "")

@@ -21,6 +21,7 @@ from pyinfra.api.util import get_template
 from pyinfra.facts.files import File, Sha1File
 from pyinfra.facts.server import Command, LinuxDistribution
 from pyinfra.operations import files, systemd
+from pyinfra.operations.util import any_changed
 from pyinfra.operations.util import files as file_utils
 
 from tasks.render import rendered_files, template_path
@@ -221,6 +222,44 @@ def run_unless(command: str, done: Callable[[], bool]):
         host.noop("already done")
         return
     yield StringCommand(command)
+
+
+# Whether a process (argv[1], or with argv[2] "child" its youngest child) started before one
+# of the files argv[3:] was last written, to within a second (an apply writes seconds before
+# its restart): exits 1 then. /proc's clocks, no procps.
+STARTED_BEFORE = """
+import glob, os, sys, time
+pid, which, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+procs = [pid]
+if which == "child":
+    lists = glob.glob(f"/proc/{pid}/task/*/children")
+    procs = [child for f in lists for child in open(f).read().split()] or procs
+ticks = max(int(open(f"/proc/{p}/stat").read().rsplit(") ", 1)[1].split()[19]) for p in procs)
+age = float(open("/proc/uptime").read().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
+sys.exit(time.time() - age + 1 < max(os.stat(p).st_mtime for p in paths))
+"""
+
+
+def catch_up(name: str, unit: str, written: dict, command: str, newest_child=False):
+    """Run `command` (a restart, a reload) when `unit` runs a process started before one of
+    the files `written` ({template: the install_template operation}) was last written: the
+    restart an apply gates on their change is lost if it dies between the write and the
+    restart, and the next apply sees no change. Not when one changed now: that restart is
+    this apply's own. The process is the unit's main one, or with newest_child its youngest
+    child (HAProxy's worker: a reload starts a new one, the master stays)."""
+    paths = [rendered_files(host_data())[template][0] for template in written]
+    which = "child" if newest_child else "main"
+    runs_them = (
+        f"pid=$(systemctl show -p MainPID --value {unit});"
+        ' [ "${pid:-0}" = 0 ] ||'
+        f' python3 -c {shlex.quote(STARTED_BEFORE)} "$pid" {which} {shlex.join(paths)}'
+    )
+    run_unless(
+        name=name,
+        done=lambda: command_succeeds(runs_them, "root"),
+        command=command,
+        _if=lambda: not any_changed(*written.values())(),
+    )
 
 
 STAGED_SUFFIX = ".pyinfra-new"

@@ -13,8 +13,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +43,7 @@ from tasks.settings import (
     checked_timezone,
     wkhtmltopdf_source,
 )
-from tasks.util import renamed_into_place, secret_template, sudo_unless_root
+from tasks.util import STARTED_BEFORE, renamed_into_place, secret_template, sudo_unless_root
 
 HOST_DIR = PROJECT_DIR / "host"
 PROJECT_SCRIPTS = ["tests/sandbox/sandbox.sh", "tests/system-deps.sh", ".ci/run"]
@@ -851,3 +853,31 @@ def test_the_benchmarks_import():
     """make bench is not part of the suite: at least its modules load (names they import)."""
     for name in ("benchmark", "benchmark_backups", "benchmark_deploys"):
         subprocess.run(["python", "-c", f"import {name}"], cwd=Path(__file__).parent, check=True)
+
+
+def test_the_catch_up_check_tells_a_process_older_than_its_files(tmp_path):
+    """tasks/util.py's STARTED_BEFORE on real processes: a process started before a file was
+    last written runs an older one (exit 1); with "child", its youngest child is the one
+    (HAProxy's worker, which a reload replaces while the master stays)."""
+    config = tmp_path / "config"
+    config.write_text("old")
+    os.utime(config, (time.time() - 60, time.time() - 60))
+    # sh, its child `sleep 3`, then a new child `sleep 30` (as a reload starts a new worker)
+    parent = subprocess.Popen(["sh", "-c", "sleep 3; sleep 30; true"], start_new_session=True)
+    began = time.monotonic()
+
+    def older(which: str) -> bool:
+        check = ["python3", "-c", STARTED_BEFORE, str(parent.pid), which, str(config)]
+        return subprocess.run(check).returncode == 1
+
+    try:
+        time.sleep(0.3)
+        assert not older("main") and not older("child")
+        time.sleep(1.5 - (time.monotonic() - began))  # past the second of tolerance
+        config.write_text("new")  # what an apply killed before its restart leaves
+        assert older("main") and older("child")
+        time.sleep(3.5 - (time.monotonic() - began))  # the new child started after the write
+        assert older("main") and not older("child")
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)  # sh and its sleep
+        parent.wait()

@@ -78,6 +78,25 @@ def inodes(host) -> list[str]:
     return host.check_output(f"stat -c %i {ODOO_CONF} {HOST_CONFIG}").split()
 
 
+def haproxy_worker(host) -> str:
+    master = host.check_output("systemctl show -p MainPID --value haproxy.service")
+    return host.check_output(f"cat /proc/{master}/task/*/children")
+
+
+def test_a_restart_an_apply_died_before_is_done_by_the_next_apply(sandbox, recette):
+    """An apply killed between writing a config and the restart (or reload) it gated on the
+    change: the next one sees no change in the file, yet the process runs the older one."""
+    odoo, worker = main_pid(recette), haproxy_worker(recette)
+    # What that apply left: each file as the apply writes it, newer than its process.
+    recette.check_output(f"touch {ODOO_CONF} /etc/haproxy/haproxy.cfg")
+    caught_up = sandbox.apply("--limit", RECETTE)
+    output = caught_up.stdout + caught_up.stderr
+    assert caught_up.returncode == 0, output[-5000:]
+    assert changed_operations(output) == 2, what_changed(output)
+    assert main_pid(recette) != odoo and haproxy_worker(recette) != worker
+    sandbox.wait_healthy(RECETTE)
+
+
 def test_config_change_restarts_odoo_once_and_never_prints_the_secret(sandbox, recette):
     pid = main_pid(recette)
     before = inodes(recette)
