@@ -7,10 +7,12 @@ import ast
 import base64
 import configparser
 import contextlib
+import grp
 import hashlib
 import io
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -43,7 +45,14 @@ from tasks.settings import (
     checked_timezone,
     wkhtmltopdf_source,
 )
-from tasks.util import STARTED_BEFORE, renamed_into_place, secret_template, sudo_unless_root
+from tasks.util import (
+    STARTED_BEFORE,
+    TreeManifest,
+    local_manifest,
+    renamed_into_place,
+    secret_template,
+    sudo_unless_root,
+)
 
 HOST_DIR = PROJECT_DIR / "host"
 PROJECT_SCRIPTS = ["tests/sandbox/sandbox.sh", "tests/system-deps.sh", ".ci/run"]
@@ -881,3 +890,36 @@ def test_the_catch_up_check_tells_a_process_older_than_its_files(tmp_path):
     finally:
         os.killpg(parent.pid, signal.SIGKILL)  # sh and its sleep
         parent.wait()
+
+
+def tree_fact(path: Path, exclude: list[str]) -> str | None:
+    """TreeManifest as pyinfra gets it, its command run by sh here."""
+    fact = TreeManifest()
+    run = subprocess.run(["sh", "-c", fact.command(str(path), exclude)], capture_output=True)
+    return fact.process(run.stdout.decode().splitlines())
+
+
+def test_the_host_programs_tree_fact_matches_only_a_tree_installed_as_wanted(tmp_path):
+    """atomic_sync skips files.sync's per-file facts when TreeManifest (run on a real tree)
+    equals local_manifest: for host/ installed as the sync installs it, and not once a byte,
+    a mode or a file differs."""
+    exclude = ["*.pyc", "__pycache__"]
+    owner = f"{pwd.getpwuid(os.getuid()).pw_name}:{grp.getgrgid(os.getgid()).gr_name}"
+    for part, mode in (("bin", "755"), ("lib", "644")):
+        source, dest = PROJECT_DIR / "host" / part, tmp_path / part
+        shutil.copytree(source, dest, ignore=shutil.ignore_patterns(*exclude))
+        (dest / "__pycache__").mkdir()  # what Python leaves there: not the sync's business
+        for path in [dest, *dest.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else int(mode, 8))
+        wanted = local_manifest(str(source), exclude, mode, "755", owner)
+        assert tree_fact(dest, exclude) == wanted, part
+        a_file = next(path for path in sorted(dest.rglob("*")) if path.is_file())
+        a_file.chmod(0o700)
+        assert tree_fact(dest, exclude) != wanted
+        a_file.chmod(int(mode, 8))
+        with a_file.open("a") as changed:
+            changed.write("#")
+        assert tree_fact(dest, exclude) != wanted
+        a_file.unlink()
+        assert tree_fact(dest, exclude) != wanted
+    assert tree_fact(tmp_path / "none", exclude) is None
