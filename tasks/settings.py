@@ -56,21 +56,19 @@ def wkhtmltopdf_source(data) -> dict:
     )
 
 
-def checked_seconds(data, key: str) -> int:
-    """A time limit of the group data, refused unless a whole number of seconds above 0
+def checked_whole(data, key: str, unit: str = "") -> int:
+    """A count, size or time limit of the group data, refused unless a whole number above 0
     (`timeout 0` would mean no limit at all; a word would fail every deploy)."""
     value = getattr(data, key)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise DeployError(f"{key} must be a whole number of seconds above 0, not {value!r}")
+        what = f"whole number of {unit}" if unit else "whole number"
+        raise DeployError(f"{key} must be a {what} above 0, not {value!r}")
     return value
 
 
-def checked_whole(data, key: str) -> int:
-    """A count or size of the group data, refused unless a whole number above 0."""
-    value = getattr(data, key)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise DeployError(f"{key} must be a whole number above 0, not {value!r}")
-    return value
+def checked_seconds(data, key: str) -> int:
+    """A time limit of the group data: a whole number of seconds above 0."""
+    return checked_whole(data, key, "seconds")
 
 
 def checked_front_door(data) -> dict:
