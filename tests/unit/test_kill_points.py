@@ -285,13 +285,12 @@ def test_recover_restores_a_backup_as_it_is_at_its_own_commit(deployed, tmp_path
     assert entry["recovered_from"] == str(backup)
 
 
-def test_a_recovery_that_fails_after_the_stop_rolls_back_to_what_ran(deployed, tmp_path):
-    """The update fails on the recovered data: the snapshot (the fresh database) and the
-    release that ran are back, the site up, exit 5 (odoo-offsite-recover keeps its extract)."""
+def recovery_that_fails(deployed, tmp_path, commit: str) -> Path:
+    """prod's deploy set for a recovery (no restore from recette, a backup host) whose update
+    fails: createdb makes "recovered" databases (or copies a template), pg_restore is faked;
+    the backup to recover, of `commit`."""
     from .conftest import edit_manifest, fake_pg_restore, write_backup
 
-    commit = deployable(deployed)
-    before = git("rev-parse", "HEAD", cwd=deployed.path("oca_france_dir"))
     fake_pg_restore(deployed)
     dbs = deployed.dbs
     deployed.fake(
@@ -306,6 +305,16 @@ def test_a_recovery_that_fails_after_the_stop_rolls_back_to_what_ran(deployed, t
     deployed.write_config()
     backup = write_backup(tmp_path, "oca-france-production-20261203T011500")
     edit_manifest(backup, commit=commit)
+    return backup
+
+
+def test_a_recovery_that_fails_after_the_stop_rolls_back_to_what_ran(deployed, tmp_path):
+    """The update fails on the recovered data: the snapshot (the fresh database) and the
+    release that ran are back, the site up, exit 5 (odoo-offsite-recover keeps its extract)."""
+    commit = deployable(deployed)
+    before = git("rev-parse", "HEAD", cwd=deployed.path("oca_france_dir"))
+    backup = recovery_that_fails(deployed, tmp_path, commit)
+    dbs = deployed.dbs
     result = deployed.run("deploy", "--recover", str(backup))
     assert result.returncode == 5, result.stdout + result.stderr
     assert "rolled back to" in result.stdout
@@ -318,29 +327,14 @@ def test_a_recovery_onto_a_held_host_that_fails_leaves_the_service_stopped(deplo
     """make apply-prod RECOVERING=1 left the service stopped on the bare host: a recovery
     that fails puts the fresh database back and leaves it stopped (never serving the database
     the recovery was to replace); one that succeeds starts it."""
-    from .conftest import edit_manifest, fake_pg_restore, write_backup
-
-    commit = deployable(deployed)
-    fake_pg_restore(deployed)
+    backup = recovery_that_fails(deployed, tmp_path, deployable(deployed))
     dbs = deployed.dbs
-    deployed.fake(
-        "createdb",
-        f'if [[ $1 == --template=* ]]; then cp "{dbs}/${{1#--template=}}" "{dbs}/${{@: -1}}";'
-        f' else echo recovered > "{dbs}/${{@: -1}}"; fi',
-    )
     active = tmp_path / "active"  # the service's state, as systemctl keeps it
     deployed.fake(
         "systemctl",
         f'case "$1" in is-active) [[ -e {active} ]] ;; start) touch {active} ;;'
         f" stop) rm -f {active} ;; esac",
     )
-    deployed.fake("click-odoo-update", 'echo "a module fails to load" >&2; exit 1')
-    deployed.config.update(
-        deploy_restore_allowed=False, offsite_repository_url="ssh://borg@backup.test/srv/borg/p"
-    )
-    deployed.write_config()
-    backup = write_backup(tmp_path, "oca-france-production-20261203T011500")
-    edit_manifest(backup, commit=commit)
 
     failed = deployed.run("deploy", "--recover", str(backup))
     assert failed.returncode == 5, failed.stdout + failed.stderr
