@@ -30,7 +30,7 @@ def install_host_programs(data) -> None:
             dir_mode="755",
             delete=True,
             exclude=["*.pyc"],
-            exclude_dir=["__pycache__"],
+            exclude_dir=["__pycache__", "*/__pycache__"],  # a path relative to src
         )
     install_template(
         name=f"Write the host programs' config ({host_config_file(data)})",

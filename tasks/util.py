@@ -227,17 +227,32 @@ def run_unless(command: str, done: Callable[[], bool]):
 
 # Whether a process (argv[1], or with argv[2] "child" its youngest child) started before one
 # of the files argv[3:] was last written, to within a second (an apply writes seconds before
-# its restart): exits 1 then. /proc's clocks, no procps.
+# its restart): exits 2 then, and only then (a process gone meanwhile, a file dated in the
+# future: not older). Its start from boot on CLOCK_BOOTTIME, /proc/<pid>/stat's clock (lxcfs
+# rewrites a container's /proc/uptime); /proc, no procps.
 STARTED_BEFORE = """
 import glob, os, sys, time
 pid, which, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+
+
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:  # gone meanwhile
+        return ""
+
+
 procs = [pid]
 if which == "child":
-    lists = glob.glob(f"/proc/{pid}/task/*/children")
-    procs = [child for f in lists for child in open(f).read().split()] or procs
-ticks = max(int(open(f"/proc/{p}/stat").read().rsplit(") ", 1)[1].split()[19]) for p in procs)
-age = float(open("/proc/uptime").read().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
-sys.exit(time.time() - age + 1 < max(os.stat(p).st_mtime for p in paths))
+    procs = [c for f in glob.glob(f"/proc/{pid}/task/*/children") for c in read(f).split()]
+stats = [read(f"/proc/{p}/stat") for p in procs]
+ticks = [int(stat.rsplit(") ", 1)[1].split()[19]) for stat in stats if stat]
+if ticks:
+    now = time.time()
+    age = time.clock_gettime(time.CLOCK_BOOTTIME) - max(ticks) / os.sysconf("SC_CLK_TCK")
+    written = max([m for m in (os.stat(path).st_mtime for path in paths) if m <= now], default=0)
+    sys.exit(2 if now - age + 1 < written else 0)
 """
 
 
@@ -253,7 +268,8 @@ def catch_up(name: str, unit: str, written: dict, command: str, newest_child=Fal
     runs_them = (
         f"pid=$(systemctl show -p MainPID --value {unit});"
         ' [ "${pid:-0}" = 0 ] ||'
-        f' python3 -c {shlex.quote(STARTED_BEFORE)} "$pid" {which} {shlex.join(paths)}'
+        f' python3 -I -c {shlex.quote(STARTED_BEFORE)} "$pid" {which} {shlex.join(paths)};'
+        " [ $? -ne 2 ]"
     )
     run_unless(
         name=name,
@@ -311,16 +327,22 @@ def atomic_template(check: str | None = None, **arguments):
 
 
 class TreeManifest(FactBase):
-    """Each directory and file under a directory but the excluded (find -name patterns): its
-    type, mode, owner and path, then each file's sha1, in one round trip. None without it."""
+    """Each directory and file under a directory but the excluded ones (find -name patterns,
+    files and directories apart): its type, mode, owner and path, then each file's sha1, in
+    one round trip. None without the directory."""
 
     @staticmethod
     def default():
         return None
 
-    def command(self, path: str, exclude: list[str]) -> str:
-        names = " -o ".join(f"-name {shlex.quote(pattern)}" for pattern in exclude)
-        walk = f"find . \\( {names} \\) -prune -o" if exclude else "find ."
+    def command(self, path: str, exclude: list[str], exclude_dir: list[str]) -> str:
+        def named(patterns: list[str]) -> str:
+            return " -o ".join(f"-name {shlex.quote(pattern)}" for pattern in patterns) or "-false"
+
+        walk = (
+            f"find . -type d \\( {named(exclude_dir)} \\) -prune"
+            f" -o -type f \\( {named(exclude)} \\) -o"
+        )
         return (
             f"if cd {shlex.quote(path)} 2>/dev/null; then"
             f" {walk} -printf '%y %m %u:%g %p\\n' | LC_ALL=C sort &&"
@@ -331,11 +353,13 @@ class TreeManifest(FactBase):
         return "\n".join(output) or None
 
 
-def local_manifest(src: str, exclude: list[str], mode: str, dir_mode: str, owner: str) -> str:
-    """TreeManifest's text for `src` as a sync with these modes and owner would install it."""
+def local_manifest(
+    src: str, exclude: list[str], exclude_dir: list[str], mode: str, dir_mode: str, owner: str
+) -> str:
+    """TreeManifest's text for `src` as a sync with these modes and owner installs it."""
     entries, sums = [f"d {dir_mode} {owner} ."], []
     for root, dirs, names in os.walk(src):
-        dirs[:] = [d for d in dirs if not any(fnmatch(d, pattern) for pattern in exclude)]
+        dirs[:] = [d for d in dirs if not any(fnmatch(d, pattern) for pattern in exclude_dir)]
         relative = os.path.relpath(root, src)
         for name in dirs:
             entries.append(f"d {dir_mode} {owner} ./{os.path.normpath(f'{relative}/{name}')}")
@@ -349,19 +373,41 @@ def local_manifest(src: str, exclude: list[str], mode: str, dir_mode: str, owner
     return "\n".join(sorted(entries) + [f"{sha1}  {path}" for path, sha1 in sorted(sums)])
 
 
+def tree_as_wanted(found: str | None, wanted: str) -> bool:
+    """The same files, modes, owners and contents; directories the same or more (files.sync
+    deletes files it no longer has, never directories: one left behind is no change)."""
+    if found is None:
+        return False
+    found_lines, wanted_lines = found.splitlines(), wanted.splitlines()
+    dirs = {line for line in wanted_lines if line.startswith("d ")}
+    return dirs <= set(found_lines) and [
+        line for line in found_lines if not line.startswith("d ")
+    ] == [line for line in wanted_lines if not line.startswith("d ")]
+
+
+def name_patterns(patterns) -> list[str]:
+    """files.sync's exclude or exclude_dir (a pattern or a list) as names to match: a
+    directory's "*/name" (its path relative to src) is any "name"."""
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns or [])
+    if any("/" in pattern.removeprefix("*/") for pattern in patterns):
+        raise OperationError(f"atomic_sync matches names: {patterns!r}")
+    return sorted({pattern.removeprefix("*/") for pattern in patterns})
+
+
 @operation()
 def atomic_sync(**arguments):
     """files.sync, each file replaced in one rename (renamed_into_place). When one fact finds
     the whole tree as wanted, it stops there: files.sync asks two facts of every file."""
-    exclude = [*arguments.get("exclude", []), *arguments.get("exclude_dir", [])]
+    exclude = name_patterns(arguments.get("exclude"))
+    exclude_dir = name_patterns(arguments.get("exclude_dir"))
+    owner = f"{arguments['user']}:{arguments['group']}"
     wanted = local_manifest(
-        arguments["src"],
-        exclude,
-        arguments["mode"],
-        arguments["dir_mode"],
-        f"{arguments['user']}:{arguments['group']}",
+        arguments["src"], exclude, exclude_dir, arguments["mode"], arguments["dir_mode"], owner
     )
-    if host.get_fact(TreeManifest, path=arguments["dest"], exclude=exclude) == wanted:
+    found = host.get_fact(
+        TreeManifest, path=arguments["dest"], exclude=exclude, exclude_dir=exclude_dir
+    )
+    if tree_as_wanted(found, wanted):
         host.noop(f"{arguments['dest']} is as wanted")
         return
     yield from renamed_into_place(files.sync._inner(**arguments))

@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,9 +50,11 @@ from tasks.util import (
     STARTED_BEFORE,
     TreeManifest,
     local_manifest,
+    name_patterns,
     renamed_into_place,
     secret_template,
     sudo_unless_root,
+    tree_as_wanted,
 )
 
 HOST_DIR = PROJECT_DIR / "host"
@@ -861,12 +864,13 @@ def test_no_templates_variable_shadows_the_install_operations_own_arguments(aler
 def test_the_benchmarks_import():
     """make bench is not part of the suite: at least its modules load (names they import)."""
     for name in ("benchmark", "benchmark_backups", "benchmark_deploys"):
-        subprocess.run(["python", "-c", f"import {name}"], cwd=Path(__file__).parent, check=True)
+        imported = [sys.executable, "-c", f"import {name}"]
+        subprocess.run(imported, cwd=PROJECT_DIR / "tests", check=True)
 
 
 def test_the_catch_up_check_tells_a_process_older_than_its_files(tmp_path):
     """tasks/util.py's STARTED_BEFORE on real processes: a process started before a file was
-    last written runs an older one (exit 1); with "child", its youngest child is the one
+    last written runs an older one (exit 2); with "child", its youngest child is the one
     (HAProxy's worker, which a reload replaces while the master stays)."""
     config = tmp_path / "config"
     config.write_text("old")
@@ -876,50 +880,59 @@ def test_the_catch_up_check_tells_a_process_older_than_its_files(tmp_path):
     began = time.monotonic()
 
     def older(which: str) -> bool:
-        check = ["python3", "-c", STARTED_BEFORE, str(parent.pid), which, str(config)]
-        return subprocess.run(check).returncode == 1
+        check = ["python3", "-I", "-c", STARTED_BEFORE, str(parent.pid), which, str(config)]
+        return {0: False, 2: True}[subprocess.run(check).returncode]
 
     try:
         time.sleep(0.3)
         assert not older("main") and not older("child")
-        time.sleep(1.5 - (time.monotonic() - began))  # past the second of tolerance
+        time.sleep(max(0, 1.5 - (time.monotonic() - began)))  # past the second of tolerance
         config.write_text("new")  # what an apply killed before its restart leaves
         assert older("main") and older("child")
-        time.sleep(3.5 - (time.monotonic() - began))  # the new child started after the write
+        time.sleep(max(0, 3.5 - (time.monotonic() - began)))  # the child started after it
         assert older("main") and not older("child")
+        # Dated in the future (a clock stepped back): not older, or every apply would restart.
+        os.utime(config, (time.time() + 3600, time.time() + 3600))
+        assert not older("main")
     finally:
         os.killpg(parent.pid, signal.SIGKILL)  # sh and its sleep
         parent.wait()
 
 
-def tree_fact(path: Path, exclude: list[str]) -> str | None:
-    """TreeManifest as pyinfra gets it, its command run by sh here."""
+def tree_fact(path: Path) -> str | None:
+    """TreeManifest as pyinfra gets it for the host programs, its command run by sh here."""
     fact = TreeManifest()
-    run = subprocess.run(["sh", "-c", fact.command(str(path), exclude)], capture_output=True)
+    command = fact.command(str(path), ["*.pyc"], ["__pycache__"])
+    run = subprocess.run(["sh", "-c", command], capture_output=True)
     return fact.process(run.stdout.decode().splitlines())
 
 
 def test_the_host_programs_tree_fact_matches_only_a_tree_installed_as_wanted(tmp_path):
     """atomic_sync skips files.sync's per-file facts when TreeManifest (run on a real tree)
-    equals local_manifest: for host/ installed as the sync installs it, and not once a byte,
-    a mode or a file differs."""
-    exclude = ["*.pyc", "__pycache__"]
+    matches local_manifest: for host/ installed as the sync installs it (a directory left
+    behind included), and not once a byte, a mode or a file differs."""
     owner = f"{pwd.getpwuid(os.getuid()).pw_name}:{grp.getgrgid(os.getgid()).gr_name}"
+    assert name_patterns("*.pyc") == ["*.pyc"]  # files.sync takes a string too
+    exclude, exclude_dir = name_patterns(["*.pyc"]), name_patterns(["__pycache__", "*/__pycache__"])
+    assert exclude_dir == ["__pycache__"]
     for part, mode in (("bin", "755"), ("lib", "644")):
         source, dest = PROJECT_DIR / "host" / part, tmp_path / part
-        shutil.copytree(source, dest, ignore=shutil.ignore_patterns(*exclude))
+        shutil.copytree(source, dest, ignore=shutil.ignore_patterns("*.pyc", "__pycache__"))
         (dest / "__pycache__").mkdir()  # what Python leaves there: not the sync's business
+        (dest / "__pycache__" / "x.cpython-313.pyc").write_text("")
+        (dest / "gone").mkdir()  # a directory host/ no longer has: files.sync leaves it
         for path in [dest, *dest.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else int(mode, 8))
-        wanted = local_manifest(str(source), exclude, mode, "755", owner)
-        assert tree_fact(dest, exclude) == wanted, part
-        a_file = next(path for path in sorted(dest.rglob("*")) if path.is_file())
+        wanted = local_manifest(str(source), exclude, exclude_dir, mode, "755", owner)
+        assert tree_as_wanted(tree_fact(dest), wanted), part
+        a_file = next(p for p in sorted(dest.rglob("*")) if p.is_file() and p.suffix != ".pyc")
         a_file.chmod(0o700)
-        assert tree_fact(dest, exclude) != wanted
+        assert not tree_as_wanted(tree_fact(dest), wanted)
         a_file.chmod(int(mode, 8))
         with a_file.open("a") as changed:
             changed.write("#")
-        assert tree_fact(dest, exclude) != wanted
+        assert not tree_as_wanted(tree_fact(dest), wanted)
         a_file.unlink()
-        assert tree_fact(dest, exclude) != wanted
-    assert tree_fact(tmp_path / "none", exclude) is None
+        assert not tree_as_wanted(tree_fact(dest), wanted)
+    assert tree_fact(tmp_path / "none") is None
+    assert not tree_as_wanted(None, wanted)

@@ -69,7 +69,7 @@ def now(host) -> str:
 
 
 @pytest.mark.parametrize("name", HOSTS)
-def test_websocket_completes_its_handshake_and_gets_a_bus_message(sandbox, name):
+def test_websocket_completes_its_handshake_and_on_prod_gets_a_bus_message(sandbox, name):
     host = sandbox.host(name)
     base = sandbox.url(name, "")
     # Before the front door, the provider's proxy reached Odoo's HTTP port: 500 there.

@@ -16,7 +16,6 @@ import urllib.request
 from .conftest import (
     BACKUP_HOST,
     BACKUPS,
-    BIN,
     DB,
     GROUP_DATA,
     PROD,
@@ -32,7 +31,6 @@ from .conftest import (
 from .test_9b_offsite import PRUNE, archives, drill, push_after_backup
 
 SERVICE = "odoo-oca-france.service"
-RECOVER = f"{BIN}/odoo-offsite-recover"  # what make recover-prod runs
 MARKER = b"recovered from the backup host, byte for byte\n"
 
 
@@ -81,14 +79,18 @@ def test_prod_rebuilt_from_bare_serves_the_backup_hosts_archive(sandbox, prod, r
     held = [SERVICE, "odoo-backup.timer", "odoo-check.timer"]
     for unit in held:
         assert not prod.service(unit).is_running and not prod.service(unit).is_enabled, unit
-    # A name the backup host does not have: refused, nothing touched (the program make
-    # recover-prod runs, called directly: a second make run costs its time, not its check).
-    missing = prod.run(f"cd / && sudo -u odoo {RECOVER} {DB[PROD]}-20200101T000000")
-    assert missing.rc != 0
+    # A name the backup host does not have: refused, nothing touched, and make stops before
+    # its closing apply (which would turn the service on over the bare host's database).
+    missing = sandbox.make(
+        "recover-prod", YES="1", ARCHIVE=f"{DB[PROD]}-20200101T000000", PYINFRA_ARGS=group_data
+    )
+    assert missing.returncode != 0
     assert f"no archive '{DB[PROD]}-20200101T000000' on the backup host" in (
         missing.stdout + missing.stderr
     )
-    assert not prod.service(SERVICE).is_running
+    assert "the closing apply" not in missing.stdout + missing.stderr
+    for unit in held:
+        assert not prod.service(unit).is_running and not prod.service(unit).is_enabled, unit
     recovered = sandbox.make("recover-prod", YES="1", PYINFRA_ARGS=group_data)  # the newest
     took = time.monotonic() - started
     assert recovered.returncode == 0, recovered.stdout[-5000:] + recovered.stderr[-5000:]
