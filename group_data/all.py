@@ -171,7 +171,7 @@ front_public_proto = "https"  # X-Forwarded-Proto for the trusted proxy's reques
 front_hold_sec = 30
 front_retry_after_sec = 30  # the maintenance page's Retry-After
 front_max_body_mib = 128  # larger request bodies refused (413): Odoo's own upload limit
-front_login_per_minute = 10  # POST /web/login per client address and minute, then 429
+front_login_per_minute = 10  # login POSTs per client (IPv4 address, IPv6 /64) a minute, then 429
 front_websocket_idle_sec = 600  # an idle websocket closed after this (Odoo pings within 60 s)
 front_keepalive_sec = 75  # an idle keep-alive connection from the proxy kept this long
 # Odoo stopping: new connections refused (held by the front door) and up to this long for

@@ -183,6 +183,10 @@ def test_the_eleventh_login_attempt_in_a_minute_gets_429(sandbox, recette):
     statuses = [attempt("198.51.100.7", paths[n % 3]) for n in range(11)]
     assert 429 not in statuses[:10] and statuses[10] == 429, statuses
     assert attempt("198.51.100.8") != 429  # another client address: unaffected
+    # IPv6 (through the proxy): counted per /64, the subnet one host has to rotate through.
+    statuses = [attempt(f"2001:db8:5:0::{n + 1:x}") for n in range(11)]
+    assert 429 not in statuses[:10] and statuses[10] == 429, statuses
+    assert attempt("2001:db8:5:1::1") != 429  # another /64: unaffected
 
 
 def test_a_body_over_the_cap_is_refused_before_it_is_sent(sandbox, recette):
